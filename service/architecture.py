@@ -1,0 +1,649 @@
+"""A validated architecture: the spec's layers as a DAG in topological order, every shape known.
+
+`Architecture.from_spec(spec)` parses and checks a spec (API.md's JSON) and raises `SpecError`
+with every problem found, each naming its layer and explaining in words; what it returns knows
+each layer's input and output shapes, weights, params, multiply-adds and receptive field, and
+renders the layer table. Nothing here imports Flask or SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+from . import catalogue
+from .catalogue.base import (
+    NAME_PATTERN,
+    Layer,
+    LayerError,
+    LayerType,
+    ReceptiveField,
+    Shape,
+    Source,
+    WeightSpec,
+    fmt_int,
+    fmt_shape,
+    plural,
+    prod,
+)
+from .errors import Problem, SpecError
+
+FLOAT_BYTES = 4
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on what a spec may ask for; None means unbounded (the library default)."""
+
+    max_layers: int | None = None
+    max_tensor_elements: int | None = None  # per image, any one layer's output
+    max_macs: int | None = None  # per image, whole network
+
+
+# ---------------------------------------------------------------------------------- schemas
+
+
+def _ints(n: int) -> fields.List:
+    return fields.List(
+        fields.Integer(strict=True, validate=validate.Range(min=1)),
+        validate=validate.Length(equal=n),
+    )
+
+
+class PreprocessSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    color = fields.String(validate=validate.OneOf(["L", "RGB"]))
+    resize = _ints(2)
+    resize_shorter = fields.Integer(strict=True, validate=validate.Range(min=1))
+    center_crop = _ints(2)
+    scale = fields.Float(allow_nan=False)
+    mean = fields.List(fields.Float(allow_nan=False), validate=validate.Length(min=1))
+    std = fields.List(
+        fields.Float(allow_nan=False, validate=validate.Range(min=0, min_inclusive=False)),
+        validate=validate.Length(min=1),
+    )
+
+    @validates_schema
+    def _one_resize(self, data: dict, **kwargs: Any) -> None:
+        if "resize" in data and "resize_shorter" in data:
+            raise ValidationError(
+                "give either resize [H, W] or resize_shorter (then center_crop), not both",
+                "resize_shorter",
+            )
+
+
+class InputSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    name = fields.String(
+        load_default="input",
+        validate=validate.Regexp(NAME_PATTERN, error="input names follow layer names' rules"),
+    )
+    shape = fields.List(
+        fields.Integer(strict=True, validate=validate.Range(min=1)),
+        required=True,
+        validate=validate.Length(
+            min=1, max=4, error="shape is [C], [C, L], [C, H, W] or [C, D, H, W] (no batch)"
+        ),
+    )
+    preprocess = fields.Nested(PreprocessSchema)
+
+
+class SpecSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    input = fields.Nested(InputSchema, required=True)
+    labels = fields.List(fields.String())
+    layers = fields.List(fields.Raw(), required=True, validate=validate.Length(min=1))
+    output = fields.String()
+    description = fields.String()
+    metadata = fields.Dict(keys=fields.String())
+
+
+def _flatten_messages(messages: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """marshmallow's nested {field: [msg]} into (dotted.field, msg) pairs."""
+    out: list[tuple[str, str]] = []
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            out.extend(_flatten_messages(value, name))
+    elif isinstance(messages, list | tuple):
+        for value in messages:
+            out.extend(_flatten_messages(value, prefix))
+    else:
+        out.append((prefix, str(messages)))
+    return out
+
+
+# ------------------------------------------------------------------------------------ nodes
+
+
+@dataclass(frozen=True)
+class Node:
+    """One layer placed in the graph, with everything its type says about it."""
+
+    layer: Layer
+    kind: LayerType
+    inputs: tuple[str, ...]
+    in_shapes: tuple[Shape, ...]
+    out_shape: Shape
+    weights: Mapping[str, WeightSpec]
+    params: int
+    macs: int
+    rf: ReceptiveField
+    explain: str
+
+    @property
+    def name(self) -> str:
+        return self.layer.name
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "type": self.layer.type,
+            "inputs": list(self.inputs),
+            "input_shapes": [list(s) for s in self.in_shapes],
+            "output_shape": list(self.out_shape),
+            "weight_shapes": {k: list(w.shape) for k, w in self.weights.items() if w.required},
+            "params": self.params,
+            "macs": self.macs,
+            "receptive_field": self.rf.to_dict(),
+            "explain": self.explain,
+        }
+
+
+@dataclass
+class _Entry:
+    """A layer as read from the spec, before shapes: maybe broken, always placed if named."""
+
+    index: int
+    name: str
+    type: str
+    inputs: tuple[str, ...]
+    layer: Layer | None  # None when its fields failed validation
+    kind: LayerType | None
+
+
+# ----------------------------------------------------------------------------- architecture
+
+
+class Architecture:
+    """A spec that passed validation. Build with `Architecture.from_spec`."""
+
+    def __init__(
+        self,
+        spec: dict[str, Any],
+        nodes: list[Node],
+        input_name: str,
+        input_shape: Shape,
+        output: str,
+    ):
+        self.spec = spec
+        self.nodes = nodes
+        self.input_name = input_name
+        self.input_shape = input_shape
+        self.output = output
+        self.by_name = {n.name: n for n in nodes}
+        self.consumers: dict[str, list[str]] = {input_name: []}
+        for n in nodes:
+            self.consumers.setdefault(n.name, [])
+            for i in n.inputs:
+                self.consumers[i].append(n.name)
+
+    @classmethod
+    def from_spec(cls, spec: Any, limits: Limits | None = None) -> Architecture:
+        return _Builder(spec, limits or Limits()).build()
+
+    # -- facts -------------------------------------------------------------------------
+
+    @property
+    def labels(self) -> list[str] | None:
+        return self.spec.get("labels")
+
+    @property
+    def preprocess(self) -> dict[str, Any] | None:
+        return self.spec["input"].get("preprocess")
+
+    @property
+    def output_shape(self) -> Shape:
+        return self.by_name[self.output].out_shape
+
+    def weight_specs(self) -> dict[str, WeightSpec]:
+        """Every array the weights file holds, by its name `<layer>.<suffix>`."""
+        return {f"{n.name}.{k}": w for n in self.nodes for k, w in n.weights.items()}
+
+    def totals(self) -> dict[str, int]:
+        specs = self.weight_specs().values()
+        return {
+            "params": sum(n.params for n in self.nodes),
+            "macs": sum(n.macs for n in self.nodes),
+            "weight_bytes": sum(prod(w.shape) * FLOAT_BYTES for w in specs if w.required),
+            "activation_bytes": sum(prod(n.out_shape) * FLOAT_BYTES for n in self.nodes),
+        }
+
+    def table(self) -> dict[str, Any]:
+        """The layer table of API.md: input shape, one row per layer, totals."""
+        return {
+            "input_shape": list(self.input_shape),
+            "output": self.output,
+            "layers": [n.row() for n in self.nodes],
+            "totals": self.totals(),
+        }
+
+    # -- weights -----------------------------------------------------------------------
+
+    def check_weights(self, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every expected array present with its exact shape, nothing unexpected, all finite.
+
+        Returns the arrays as float32 (PyTorch's integer `num_batches_tracked` dropped); raises
+        SpecError listing every problem, each naming the array and the expected shape.
+        """
+        expected = self.weight_specs()
+        problems: list[Problem] = []
+        out: dict[str, np.ndarray] = {}
+        for key, spec in expected.items():
+            layer, suffix = key.rsplit(".", 1)
+            if key not in arrays:
+                if spec.required:
+                    problems.append(
+                        Problem(
+                            layer,
+                            suffix,
+                            f"the weights lack '{key}': {layer} needs a {fmt_shape(spec.shape)} "
+                            f"array ({spec.meaning})",
+                        )
+                    )
+                continue
+            a = np.asarray(arrays[key])
+            want = "an integer" if spec.dtype == "int" else "a floating-point"
+            kind_ok = a.dtype.kind in ("iu" if spec.dtype == "int" else "f")
+            if not kind_ok:
+                problems.append(
+                    Problem(
+                        layer, suffix, f"'{key}' holds {a.dtype} values; it must be {want} array"
+                    )
+                )
+                continue
+            if tuple(a.shape) != tuple(spec.shape):
+                problems.append(
+                    Problem(
+                        layer,
+                        suffix,
+                        f"'{key}' has shape {fmt_shape(a.shape) if a.ndim else 'scalar'} but "
+                        f"{layer} needs {fmt_shape(spec.shape) if spec.shape else 'a scalar'}"
+                        + (f" ({spec.meaning})" if spec.meaning else ""),
+                    )
+                )
+                continue
+            if spec.dtype == "int":
+                continue
+            f32 = a.astype(np.float32)
+            bad = int(np.size(f32) - np.count_nonzero(np.isfinite(f32)))
+            if bad:
+                problems.append(
+                    Problem(
+                        layer,
+                        suffix,
+                        f"'{key}' holds {plural(bad, 'value')} that are not finite in float32 "
+                        f"(NaN, infinite, or too large)",
+                    )
+                )
+                continue
+            out[key] = f32
+        for key in arrays:
+            if key not in expected:
+                problems.append(self._unexpected(key))
+        if problems:
+            raise SpecError(problems)
+        return out
+
+    def _unexpected(self, key: str) -> Problem:
+        layer = key.rsplit(".", 1)[0] if "." in key else key
+        if layer in self.by_name:
+            node = self.by_name[layer]
+            has = ", ".join(node.weights) or "no weights"
+            return Problem(
+                layer, None, f"'{key}' is not a weight of {layer}: a {node.layer.type} stores {has}"
+            )
+        return Problem(None, key, f"'{key}' belongs to no layer: no layer is named '{layer}'")
+
+    def random_weights(self, seed: int = 0) -> dict[str, np.ndarray]:
+        """He-initialised weights (zeros for biases, identity statistics for batch norm)."""
+        rng = np.random.default_rng(seed)
+        out: dict[str, np.ndarray] = {}
+        for key, spec in self.weight_specs().items():
+            if not spec.required:
+                continue
+            if spec.init == "he":
+                fan_in = max(1, prod(spec.shape[1:]))
+                a = rng.normal(0.0, np.sqrt(2.0 / fan_in), size=spec.shape)
+            elif spec.init == "ones":
+                a = np.ones(spec.shape)
+            else:
+                a = np.zeros(spec.shape)
+            out[key] = a.astype(np.float32)
+        return out
+
+
+# ---------------------------------------------------------------------------------- builder
+
+
+class _Builder:
+    """Reads a spec in passes (fields, graph, shapes, extras), collecting every problem."""
+
+    def __init__(self, spec: Any, limits: Limits):
+        self.raw = spec
+        self.limits = limits
+        self.problems: list[Problem] = []
+
+    def fail(self, layer: str | None, field: str | None, message: str) -> None:
+        self.problems.append(Problem(layer, field, message))
+
+    def build(self) -> Architecture:
+        if not isinstance(self.raw, dict):
+            raise SpecError(
+                [Problem(None, None, "a spec is a JSON object with 'input' and 'layers'")]
+            )
+        top = self._top()
+        raw_layers = self.raw.get("layers")
+        if not isinstance(raw_layers, list) or not raw_layers:
+            raise SpecError(self.problems)
+        lim = self.limits.max_layers
+        if lim is not None and len(raw_layers) > lim:
+            self.fail(None, "layers", f"the spec has {len(raw_layers)} layers; the limit is {lim}")
+            raise SpecError(self.problems)
+        input_name = top.get("input", {}).get("name", "input")
+        entries = self._entries(raw_layers, input_name)
+        order = self._graph(entries, input_name)
+        output = top.get("output") or (entries[-1].name if entries else None)
+        if output is not None and output not in {e.name for e in entries}:
+            self.fail(None, "output", f"output names '{output}', which is not a layer of this spec")
+            output = None
+        if output is not None and order is not None:
+            self._dead_layers(entries, output)
+        nodes: list[Node] = []
+        if "input" in top and order is not None:
+            nodes = self._shapes(order, input_name, tuple(top["input"]["shape"]))
+        if self.problems:
+            raise SpecError(self.problems)
+        assert output is not None
+        arch = Architecture(top, nodes, input_name, tuple(top["input"]["shape"]), output)
+        self._labels(arch)
+        self._preprocess(arch)
+        self._macs(arch)
+        if self.problems:
+            raise SpecError(self.problems)
+        return arch
+
+    # -- pass 1: the top level and each layer's fields ------------------------------------
+
+    def _top(self) -> dict[str, Any]:
+        try:
+            return SpecSchema().load(self.raw)
+        except ValidationError as err:
+            for field, msg in _flatten_messages(err.messages):
+                self.fail(None, field, f"{field}: {msg}")
+            valid = err.valid_data if isinstance(err.valid_data, dict) else {}
+            return {k: v for k, v in valid.items() if k != "input" or "shape" in v}
+
+    def _entries(self, raw_layers: list[Any], input_name: str) -> list[_Entry]:
+        entries: list[_Entry] = []
+        seen: dict[str, int] = {}
+        previous = input_name
+        for i, raw in enumerate(raw_layers):
+            where = f"layers[{i}]"
+            if not isinstance(raw, dict):
+                self.fail(where, None, f"{where} is not an object: a layer has a name and a type")
+                continue
+            name = raw.get("name") if isinstance(raw.get("name"), str) else None
+            label = name or where
+            layer, kind = self._layer(raw, label)
+            if not name:
+                continue
+            if name in seen or name == input_name:
+                other = "the input's name" if name == input_name else f"layers[{seen[name]}]"
+                self.fail(name, "name", f"layer name '{name}' is already used by {other}")
+                continue
+            seen[name] = i
+            refs = raw.get("inputs")
+            valid_refs = isinstance(refs, list) and refs and all(isinstance(r, str) for r in refs)
+            inputs = tuple(refs) if valid_refs else (previous,)
+            entries.append(_Entry(i, name, str(raw.get("type")), inputs, layer, kind))
+            previous = name
+        return entries
+
+    def _layer(self, raw: dict[str, Any], label: str) -> tuple[Layer | None, LayerType | None]:
+        type_name = raw.get("type")
+        kind = catalogue.get(type_name) if isinstance(type_name, str) else None
+        if kind is None:
+            what = f"unknown layer type '{type_name}'" if type_name else "no layer type given"
+            self.fail(
+                label, "type", f"{label}: {what}; known types: {', '.join(catalogue.known_types())}"
+            )
+            return None, None
+        try:
+            cfg = kind.schema().load(raw)
+        except ValidationError as err:
+            for field, msg in _flatten_messages(err.messages):
+                self.fail(label, field, f"{label} ({type_name}): {field}: {msg}")
+            return None, kind
+        name = cfg.pop("name")
+        cfg.pop("type")
+        inputs = cfg.pop("inputs", None)
+        return Layer(name, type_name, tuple(inputs) if inputs else None, cfg), kind
+
+    # -- pass 2: the graph ---------------------------------------------------------------
+
+    def _graph(self, entries: list[_Entry], input_name: str) -> list[_Entry] | None:
+        """Resolve inputs and sort topologically (spec order among equals); None on cycles."""
+        by_name = {e.name: e for e in entries}
+        ok = True
+        for e in entries:
+            for ref in e.inputs:
+                if ref != input_name and ref not in by_name:
+                    ok = False
+                    self.fail(
+                        e.name,
+                        "inputs",
+                        f"{e.name} reads '{ref}', which is neither the input '{input_name}' "
+                        f"nor a layer of this spec",
+                    )
+            if e.kind is not None:
+                lo, hi = e.kind.arity
+                n = len(e.inputs)
+                if n < lo or (hi is not None and n > hi):
+                    ok = False
+                    want = (
+                        "exactly one input"
+                        if (lo, hi) == (1, 1)
+                        else f"at least {lo} inputs"
+                        if hi is None
+                        else f"{lo} to {hi} inputs"
+                    )
+                    self.fail(
+                        e.name,
+                        "inputs",
+                        f"{e.name} ({e.type}) takes {want} but is given {n}: {', '.join(e.inputs)}",
+                    )
+        if not ok:
+            return None
+        indegree = {e.name: sum(1 for r in e.inputs if r != input_name) for e in entries}
+        readers: dict[str, list[_Entry]] = {e.name: [] for e in entries}
+        for e in entries:
+            for r in e.inputs:
+                if r != input_name:
+                    readers[r].append(e)
+        heap = [(e.index, e.name) for e in entries if indegree[e.name] == 0]
+        heapq.heapify(heap)
+        order: list[_Entry] = []
+        while heap:
+            _, name = heapq.heappop(heap)
+            order.append(by_name[name])
+            for r in readers[name]:
+                indegree[r.name] -= 1
+                if indegree[r.name] == 0:
+                    heapq.heappush(heap, (r.index, r.name))
+        if len(order) < len(entries):
+            stuck = [e.name for e in entries if indegree[e.name] > 0]
+            self.fail(
+                stuck[0],
+                "inputs",
+                f"layers {', '.join(stuck)} depend on each other in a cycle: a network is a "
+                f"directed acyclic graph, each layer reading only layers computed before it",
+            )
+            return None
+        return order
+
+    def _dead_layers(self, entries: list[_Entry], output: str) -> None:
+        by_name = {e.name: e for e in entries}
+        live, stack = set(), [output]
+        while stack:
+            name = stack.pop()
+            if name in live or name not in by_name:
+                continue
+            live.add(name)
+            stack.extend(by_name[name].inputs)
+        for e in entries:
+            if e.name not in live:
+                self.fail(
+                    e.name,
+                    None,
+                    f"{e.name}'s output is never used: it reaches neither the model output "
+                    f"'{output}' nor a layer that does",
+                )
+
+    # -- pass 3: shapes ------------------------------------------------------------------
+
+    def _shapes(self, order: list[_Entry], input_name: str, input_shape: Shape) -> list[Node]:
+        shapes: dict[str, Shape] = {input_name: input_shape}
+        rank = len(input_shape) - 1
+        rfs = {input_name: ReceptiveField((1,) * rank, (1,) * rank)}
+        nodes: list[Node] = []
+        max_elems = self.limits.max_tensor_elements
+        for e in order:
+            if e.layer is None or e.kind is None or any(r not in shapes for r in e.inputs):
+                continue  # its own fields, or a layer upstream, already failed
+            sources = [Source(r, shapes[r], is_model_input=(r == input_name)) for r in e.inputs]
+            try:
+                out = tuple(int(d) for d in e.kind.output_shape(e.layer, sources))
+            except LayerError as err:
+                for field, msg in err.problems:
+                    self.fail(e.name, field, msg)
+                if err.shape is not None:  # keep checking the layers after it
+                    shapes[e.name] = err.shape
+                    rfs[e.name] = rfs[e.inputs[0]]
+                continue
+            if max_elems is not None and prod(out) > max_elems:
+                self.fail(
+                    e.name,
+                    None,
+                    f"{e.name} produces {fmt_shape(out)} = {fmt_int(prod(out))} values per image; "
+                    f"the limit is {fmt_int(max_elems)}",
+                )
+                continue
+            in_shapes = tuple(s.shape for s in sources)
+            weights = e.kind.weights(e.layer)
+            params = sum(prod(w.shape) for w in weights.values() if w.trainable)
+            rf = e.kind.receptive_field(e.layer, [rfs[r] for r in e.inputs], in_shapes)
+            node = Node(
+                layer=e.layer,
+                kind=e.kind,
+                inputs=e.inputs,
+                in_shapes=in_shapes,
+                out_shape=out,
+                weights=weights,
+                params=params,
+                macs=e.kind.macs(e.layer, in_shapes, out),
+                rf=rf,
+                explain=e.kind.explain(e.layer, in_shapes, out, params),
+            )
+            nodes.append(node)
+            shapes[e.name] = out
+            rfs[e.name] = rf
+        return nodes
+
+    # -- pass 4: what depends on the output and input shapes -----------------------------
+
+    def _labels(self, arch: Architecture) -> None:
+        labels = arch.labels
+        if labels is None:
+            return
+        out = arch.output_shape
+        if len(out) != 1:
+            self.fail(
+                None,
+                "labels",
+                f"labels name classes, but the output {arch.output} produces {fmt_shape(out)}, "
+                f"not a vector of class scores",
+            )
+        elif len(labels) != out[0]:
+            self.fail(
+                None,
+                "labels",
+                f"{plural(len(labels), 'label')} given but the output {arch.output} produces "
+                f"{out[0]} class scores: give one label per class",
+            )
+
+    def _preprocess(self, arch: Architecture) -> None:
+        pre = arch.preprocess
+        if pre is None:
+            return
+        shape = arch.input_shape
+        if len(shape) != 3:
+            self.fail(
+                None,
+                "input.preprocess",
+                f"preprocess describes images, so input.shape must be [C, H, W], not {list(shape)}",
+            )
+            return
+        c, h, w = shape
+        color = pre.get("color") or {1: "L", 3: "RGB"}.get(c)
+        if color is None or {"L": 1, "RGB": 3}[color] != c:
+            self.fail(
+                None,
+                "input.preprocess.color",
+                f"images decode to 1 channel (L) or 3 (RGB), but input.shape has {c} channels"
+                + (f" and color is {pre['color']}" if "color" in pre else ""),
+            )
+        for key in ("mean", "std"):
+            if key in pre and len(pre[key]) not in (1, c):
+                self.fail(
+                    None,
+                    f"input.preprocess.{key}",
+                    f"{key} has {len(pre[key])} values; give 1 or one per channel ({c})",
+                )
+        final = pre.get("center_crop") or pre.get("resize")
+        if "resize_shorter" in pre and "center_crop" not in pre:
+            self.fail(
+                None,
+                "input.preprocess.center_crop",
+                "resize_shorter keeps the aspect ratio, so the size is only fixed by a "
+                f"center_crop: add center_crop [{h}, {w}]",
+            )
+        elif final is not None and tuple(final) != (h, w):
+            self.fail(
+                None,
+                "input.preprocess",
+                f"preprocessing yields {final[0]}×{final[1]} images but input.shape is "
+                f"{fmt_shape(shape)}",
+            )
+
+    def _macs(self, arch: Architecture) -> None:
+        lim = self.limits.max_macs
+        total = sum(n.macs for n in arch.nodes)
+        if lim is not None and total > lim:
+            self.fail(
+                None,
+                "layers",
+                f"the network needs {fmt_int(total)} multiply-adds per image; the limit is "
+                f"{fmt_int(lim)}",
+            )

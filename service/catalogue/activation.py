@@ -1,0 +1,133 @@
+"""Elementwise activations and softmax."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+from marshmallow import fields
+
+from service.engine.kernels import softmax
+
+from .base import Layer, LayerSchema, LayerType, Op, Shape, fmt_shape
+from .registry import register
+
+
+class Elementwise(LayerType):
+    """f applied to every value; may overwrite its input when nothing else reads it."""
+
+    family = "activation"
+    inplace = True
+    words: str = ""
+
+    def function(self, layer: Layer) -> Callable[[np.ndarray, np.ndarray | None], np.ndarray]:
+        raise NotImplementedError
+
+    def explain(
+        self, layer: Layer, in_shapes: Sequence[Shape], out_shape: Shape, params: int
+    ) -> str:
+        return f"{self.words}, value by value → {fmt_shape(out_shape)}"
+
+    def compile(
+        self, layer: Layer, weights: Mapping[str, np.ndarray], in_shapes: Sequence[Shape]
+    ) -> Op:
+        f = self.function(layer)
+
+        def activation(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+            return f(x, out)
+
+        activation.__name__ = self.type_name
+        return activation
+
+
+@register
+class ReLU(Elementwise):
+    type_name = "relu"
+    words = "max(x, 0)"
+
+    def function(self, layer: Layer):
+        return lambda x, out: np.maximum(x, np.float32(0), out=out)
+
+
+@register
+class ReLU6(Elementwise):
+    type_name = "relu6"
+    words = "min(max(x, 0), 6)"
+
+    def function(self, layer: Layer):
+        return lambda x, out: np.clip(x, np.float32(0), np.float32(6), out=out)
+
+
+@register
+class LeakyReLU(Elementwise):
+    type_name = "leaky_relu"
+    schema = LayerSchema.from_dict(
+        {"negative_slope": fields.Float(allow_nan=False, load_default=0.01)},
+        name="LeakyReLUSchema",
+    )
+
+    def explain(
+        self, layer: Layer, in_shapes: Sequence[Shape], out_shape: Shape, params: int
+    ) -> str:
+        return (
+            f"x if x > 0 else {layer['negative_slope']}·x, value by value → {fmt_shape(out_shape)}"
+        )
+
+    def function(self, layer: Layer):
+        slope = np.float32(layer["negative_slope"])
+
+        def leaky(x: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+            return (
+                np.where(x > 0, x, x * slope, out=out)
+                if out is not None
+                else np.where(x > 0, x, x * slope).astype(np.float32, copy=False)
+            )
+
+        return leaky
+
+
+@register
+class Sigmoid(Elementwise):
+    type_name = "sigmoid"
+    words = "1 / (1 + e^-x)"
+
+    def function(self, layer: Layer):
+        def sigmoid(x: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+            # 0.5·(1 + tanh(x/2)) equals the logistic function and never overflows.
+            y = np.multiply(x, np.float32(0.5), out=out)
+            np.tanh(y, out=y)
+            y += np.float32(1)
+            y *= np.float32(0.5)
+            return y
+
+        return sigmoid
+
+
+@register
+class Tanh(Elementwise):
+    type_name = "tanh"
+    words = "tanh(x)"
+
+    def function(self, layer: Layer):
+        return lambda x, out: np.tanh(x, out=out)
+
+
+@register
+class Softmax(LayerType):
+    """Softmax over channels / classes (dim 1 with the batch, as nn.Softmax(dim=1))."""
+
+    type_name = "softmax"
+    family = "activation"
+
+    def explain(
+        self, layer: Layer, in_shapes: Sequence[Shape], out_shape: Shape, params: int
+    ) -> str:
+        return f"turns {out_shape[0]} scores into probabilities that sum to 1"
+
+    def compile(
+        self, layer: Layer, weights: Mapping[str, np.ndarray], in_shapes: Sequence[Shape]
+    ) -> Op:
+        def softmax_op(x: np.ndarray) -> np.ndarray:
+            return softmax(x, axis=1)
+
+        return softmax_op

@@ -1,0 +1,230 @@
+"""conv1d, conv2d, conv3d: one N-d definition, instantiated per rank."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+from marshmallow import fields
+
+from service.engine.kernels import conv_nd, conv_out_size
+
+from .base import (
+    Checks,
+    Int,
+    IntTuple,
+    Layer,
+    LayerError,
+    LayerSchema,
+    LayerType,
+    Op,
+    Padding,
+    ReceptiveField,
+    Shape,
+    Source,
+    WeightSpec,
+    fmt_int,
+    fmt_shape,
+    plural,
+    prod,
+    spatial_rank_error,
+)
+from .registry import register
+
+
+def conv_schema(rank: int) -> type[LayerSchema]:
+    ones = (1,) * rank
+    return LayerSchema.from_dict(
+        {
+            "in_channels": Int(required=True),
+            "out_channels": Int(required=True),
+            "kernel_size": IntTuple(rank, required=True),
+            "stride": IntTuple(rank, load_default=ones),
+            "padding": Padding(rank, load_default=(0,) * rank),
+            "dilation": IntTuple(rank, load_default=ones),
+            "groups": Int(load_default=1),
+            "bias": fields.Boolean(load_default=True),
+        },
+        name=f"Conv{rank}dSchema",
+    )
+
+
+def same_padding(kernel: Sequence[int], dilation: Sequence[int]) -> tuple[tuple, tuple]:
+    """PyTorch's padding='same': total d·(k-1) per axis, the odd pixel on the high side."""
+    total = [d * (k - 1) for k, d in zip(kernel, dilation, strict=True)]
+    lo = tuple(t // 2 for t in total)
+    return lo, tuple(t - a for t, a in zip(total, lo, strict=True))
+
+
+class ConvNd(LayerType):
+    rank: ClassVar[int]
+    family = "convolution"
+
+    def pads(self, layer: Layer) -> tuple[tuple, tuple]:
+        if layer["padding"] == "same":
+            return same_padding(layer["kernel_size"], layer["dilation"])
+        return tuple(layer["padding"]), tuple(layer["padding"])
+
+    def output_shape(self, layer: Layer, sources: Sequence[Source]) -> Shape:
+        src = sources[0]
+        if len(src.shape) != self.rank + 1:
+            raise LayerError(spatial_rank_error(layer, src, self.rank, self.type_name))
+        channels, spatial = src.shape[0], src.shape[1:]
+        ic, oc, groups = layer["in_channels"], layer["out_channels"], layer["groups"]
+        k = layer["kernel_size"]
+        chk = Checks()
+        if ic % groups:
+            chk.fail(
+                "groups",
+                f"{layer.name} has in_channels={ic}, which groups={groups} does not divide: "
+                f"each of the {groups} groups must read an equal share of the input channels",
+            )
+        if oc % groups:
+            chk.fail(
+                "groups",
+                f"{layer.name} has out_channels={oc}, which groups={groups} does not divide: "
+                f"each of the {groups} groups must produce an equal share of the output channels",
+            )
+        if ic != channels:
+            chk.fail("in_channels", self._depth_message(layer, src))
+        if layer["padding"] == "same" and any(s != 1 for s in layer["stride"]):
+            chk.fail(
+                "padding",
+                f"{layer.name} uses padding='same', which keeps the output as large as the input "
+                f"and so needs stride 1, but its stride is {fmt_shape(layer['stride'])}",
+            )
+        lo, hi = self.pads(layer)
+        out = []
+        for axis, length in enumerate(spatial):
+            span = layer["dilation"][axis] * (k[axis] - 1) + 1
+            n = conv_out_size(
+                length, k[axis], layer["stride"][axis], layer["dilation"][axis], lo[axis], hi[axis]
+            )
+            if n < 1:
+                chk.fail(
+                    "kernel_size",
+                    f"{layer.name}'s {fmt_shape(k)} kernel spans {span} pixels along axis "
+                    f"{axis + 1} but {src} gives only {length} there "
+                    f"(+{lo[axis] + hi[axis]} padding): it does not fit, so there is no output",
+                )
+            out.append(n)
+        shape = (oc, *out)
+        chk.raise_if_any(shape if min(out) >= 1 else None)
+        return shape
+
+    def _depth_message(self, layer: Layer, src: Source) -> str:
+        name, ic, oc, groups = (
+            layer.name,
+            layer["in_channels"],
+            layer["out_channels"],
+            layer["groups"],
+        )
+        c = src.shape[0]
+        k = fmt_shape(layer["kernel_size"])
+        head = (
+            f"{name} expects in_channels={ic} but {src} produces "
+            f"{plural(c, 'feature map')} ({fmt_shape(src.shape)})"
+        )
+        if groups == 1:
+            return (
+                f"{head}: every {name} filter must span all {c} input channels, "
+                f"so its weight is {oc}×{c}×{k}"
+            )
+        if c % groups:
+            return (
+                f"{head}, and with groups={groups} each filter spans one group's share of the "
+                f"input channels, but {c} channels do not split into {groups} equal groups"
+            )
+        return (
+            f"{head}: with groups={groups} every {name} filter spans the {c // groups} channels "
+            f"of its group, so its weight is {oc}×{c // groups}×{k}"
+        )
+
+    def weights(self, layer: Layer) -> dict[str, WeightSpec]:
+        oc, ic, groups = layer["out_channels"], layer["in_channels"], layer["groups"]
+        specs = {
+            "weight": WeightSpec(
+                (oc, ic // groups, *layer["kernel_size"]),
+                init="he",
+                meaning="out_channels × in_channels/groups × kernel_size",
+            )
+        }
+        if layer["bias"]:
+            specs["bias"] = WeightSpec((oc,), meaning="one per output channel")
+        return specs
+
+    def macs(self, layer: Layer, in_shapes: Sequence[Shape], out_shape: Shape) -> int:
+        return (
+            prod(out_shape) * (layer["in_channels"] // layer["groups"]) * prod(layer["kernel_size"])
+        )
+
+    def receptive_field(
+        self, layer: Layer, in_rfs: Sequence[ReceptiveField], in_shapes: Sequence[Shape]
+    ) -> ReceptiveField:
+        return window_rf(in_rfs[0], layer["kernel_size"], layer["stride"], layer["dilation"])
+
+    def explain(
+        self, layer: Layer, in_shapes: Sequence[Shape], out_shape: Shape, params: int
+    ) -> str:
+        ic, oc, groups = layer["in_channels"], layer["out_channels"], layer["groups"]
+        k = fmt_shape(layer["kernel_size"])
+        maps = f"{plural(oc, 'map')} of {fmt_shape(out_shape[1:])}"
+        tail = f"{maps}; {fmt_int(params)} params"
+        if prod(layer["kernel_size"]) == 1 and groups == 1:
+            return f"1×1 conv: {ic}→{oc} channel mix per pixel → {tail}"
+        if groups == 1:
+            spans = "the input map" if ic == 1 else f"all {ic} input maps"
+            return f"{plural(oc, 'filter')} of {ic}×{k}, each spanning {spans} → {tail}"
+        if groups == ic:
+            return (
+                f"depthwise: {plural(oc, 'filter')} of 1×{k}, each over one of the {ic} "
+                f"input maps → {tail}"
+            )
+        cg = ic // groups
+        return (
+            f"{plural(oc, 'filter')} of {cg}×{k} in {groups} groups, each spanning the {cg} "
+            f"maps of its group → {tail}"
+        )
+
+    def compile(
+        self, layer: Layer, weights: Mapping[str, np.ndarray], in_shapes: Sequence[Shape]
+    ) -> Op:
+        w, b = weights["weight"], weights.get("bias")
+        lo, hi = self.pads(layer)
+        stride, dilation, groups = layer["stride"], layer["dilation"], layer["groups"]
+
+        def conv(x: np.ndarray) -> np.ndarray:
+            return conv_nd(x, w, b, stride, dilation, lo, hi, groups)
+
+        return conv
+
+    def absorb_affine(
+        self, layer: Layer, weights: Mapping[str, np.ndarray], scale: np.ndarray, shift: Any
+    ) -> dict[str, np.ndarray]:
+        w = weights["weight"]
+        b = weights.get("bias")
+        new_w = (w * scale.reshape(-1, *([1] * (w.ndim - 1)))).astype(np.float32)
+        new_b = shift if b is None else b * scale + shift
+        return {"weight": new_w, "bias": np.asarray(new_b, dtype=np.float32)}
+
+
+def window_rf(
+    rf: ReceptiveField, kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int]
+) -> ReceptiveField:
+    """A window of k taps, d apart, moving s at a time; each tap sees rf.size, taps rf.stride apart."""
+    size = tuple(
+        sz + d * (k - 1) * j
+        for sz, j, k, d in zip(rf.size, rf.stride, kernel, dilation, strict=True)
+    )
+    return ReceptiveField(size, tuple(j * s for j, s in zip(rf.stride, stride, strict=True)))
+
+
+for _rank in (1, 2, 3):
+    register(
+        type(
+            f"Conv{_rank}d",
+            (ConvNd,),
+            {"rank": _rank, "type_name": f"conv{_rank}d", "schema": conv_schema(_rank)},
+        )
+    )

@@ -1,0 +1,109 @@
+"""add (residual connections) and concat (inception branches, along channels)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from .base import (
+    Layer,
+    LayerError,
+    LayerType,
+    Op,
+    ReceptiveField,
+    Shape,
+    Source,
+    fmt_shape,
+)
+from .registry import register
+
+
+def merged_rf(in_rfs: Sequence[ReceptiveField]) -> ReceptiveField:
+    """An output that combines several paths sees as far as the widest of them."""
+    return ReceptiveField(
+        tuple(max(sizes) for sizes in zip(*(r.size for r in in_rfs), strict=True)),
+        tuple(max(strides) for strides in zip(*(r.stride for r in in_rfs), strict=True)),
+    )
+
+
+def _listing(sources: Sequence[Source]) -> str:
+    return ", ".join(f"{s} produces {fmt_shape(s.shape)}" for s in sources)
+
+
+@register
+class Add(LayerType):
+    type_name = "add"
+    family = "merge"
+    arity = (2, None)
+
+    def output_shape(self, layer: Layer, sources: Sequence[Source]) -> Shape:
+        shapes = {s.shape for s in sources}
+        if len(shapes) > 1:
+            raise LayerError(
+                (
+                    "inputs",
+                    f"{layer.name} adds its inputs value by value, so they must have the same "
+                    f"shape, but {_listing(sources)}",
+                )
+            )
+        return sources[0].shape
+
+    def receptive_field(
+        self, layer: Layer, in_rfs: Sequence[ReceptiveField], in_shapes: Sequence[Shape]
+    ) -> ReceptiveField:
+        return merged_rf(in_rfs)
+
+    def explain(
+        self, layer: Layer, in_shapes: Sequence[Shape], out_shape: Shape, params: int
+    ) -> str:
+        return f"sums {len(in_shapes)} inputs of {fmt_shape(out_shape)} value by value"
+
+    def compile(
+        self, layer: Layer, weights: Mapping[str, np.ndarray], in_shapes: Sequence[Shape]
+    ) -> Op:
+        def add(*xs: np.ndarray) -> np.ndarray:
+            y = xs[0] + xs[1]
+            for x in xs[2:]:
+                y += x
+            return y
+
+        return add
+
+
+@register
+class Concat(LayerType):
+    type_name = "concat"
+    family = "merge"
+    arity = (2, None)
+
+    def output_shape(self, layer: Layer, sources: Sequence[Source]) -> Shape:
+        rest = {s.shape[1:] for s in sources}
+        if len({len(s.shape) for s in sources}) > 1 or len(rest) > 1:
+            raise LayerError(
+                (
+                    "inputs",
+                    f"{layer.name} stacks its inputs along channels, so all but the channel "
+                    f"count must match, but {_listing(sources)}",
+                )
+            )
+        return (sum(s.shape[0] for s in sources), *sources[0].shape[1:])
+
+    def receptive_field(
+        self, layer: Layer, in_rfs: Sequence[ReceptiveField], in_shapes: Sequence[Shape]
+    ) -> ReceptiveField:
+        return merged_rf(in_rfs)
+
+    def explain(
+        self, layer: Layer, in_shapes: Sequence[Shape], out_shape: Shape, params: int
+    ) -> str:
+        parts = "+".join(str(s[0]) for s in in_shapes)
+        return f"stacks {parts} channels → {fmt_shape(out_shape)}"
+
+    def compile(
+        self, layer: Layer, weights: Mapping[str, np.ndarray], in_shapes: Sequence[Shape]
+    ) -> Op:
+        def concat(*xs: np.ndarray) -> np.ndarray:
+            return np.concatenate(xs, axis=1)
+
+        return concat

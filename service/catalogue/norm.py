@@ -1,0 +1,172 @@
+"""batchnorm1d/2d/3d (inference: running statistics) and AlexNet's local response norm."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import ClassVar
+
+import numpy as np
+from marshmallow import fields
+
+from service.engine.kernels import local_response_norm
+
+from .base import (
+    Int,
+    Layer,
+    LayerError,
+    LayerSchema,
+    LayerType,
+    Number,
+    Op,
+    Shape,
+    Source,
+    WeightSpec,
+    fmt_int,
+    fmt_shape,
+    plural,
+)
+from .registry import register
+
+BatchNormSchema = LayerSchema.from_dict(
+    {
+        "num_features": Int(required=True),
+        "eps": Number(minimum=0.0, load_default=1e-5),
+        "momentum": fields.Float(allow_none=True, load_default=0.1),  # training only; kept as given
+        "affine": fields.Boolean(load_default=True),
+    },
+    name="BatchNormSchema",
+)
+
+
+class BatchNormNd(LayerType):
+    #: spatial ranks accepted: batchnorm1d takes (C,) or (C, L), as PyTorch's BatchNorm1d.
+    ranks: ClassVar[tuple[int, ...]]
+    schema = BatchNormSchema
+    family = "normalisation"
+    inplace = True
+
+    def output_shape(self, layer: Layer, sources: Sequence[Source]) -> Shape:
+        src = sources[0]
+        if len(src.shape) - 1 not in self.ranks:
+            want = " or ".join(plural(r, "spatial dimension") for r in self.ranks)
+            raise LayerError(
+                (
+                    "inputs",
+                    f"{layer.name} is a {self.type_name} and needs an input with {want} but {src} "
+                    f"produces {fmt_shape(src.shape)}",
+                )
+            )
+        n, c = layer["num_features"], src.shape[0]
+        if n != c:
+            raise LayerError(
+                (
+                    "num_features",
+                    f"{layer.name} expects num_features={n} but {src} produces "
+                    f"{plural(c, 'channel')} ({fmt_shape(src.shape)}): batch norm keeps one mean, "
+                    f"variance, scale and shift per channel, so it needs num_features={c}",
+                ),
+                shape=src.shape,
+            )
+        return src.shape
+
+    def weights(self, layer: Layer) -> dict[str, WeightSpec]:
+        c = (layer["num_features"],)
+        per = "one per channel (num_features)"
+        specs = {}
+        if layer["affine"]:
+            specs["weight"] = WeightSpec(c, init="ones", meaning=per)
+            specs["bias"] = WeightSpec(c, meaning=per)
+        specs["running_mean"] = WeightSpec(c, trainable=False, meaning=per)
+        specs["running_var"] = WeightSpec(c, trainable=False, init="ones", meaning=per)
+        # PyTorch's state_dict carries this counter; accepted and ignored at inference.
+        specs["num_batches_tracked"] = WeightSpec((), trainable=False, required=False, dtype="int")
+        return specs
+
+    def explain(
+        self, layer: Layer, in_shapes: Sequence[Shape], out_shape: Shape, params: int
+    ) -> str:
+        return (
+            f"normalises each of the {out_shape[0]} channels with its stored mean and variance, "
+            f"then scales and shifts; {fmt_int(params)} params"
+        )
+
+    def as_affine(
+        self, layer: Layer, weights: Mapping[str, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        var = weights["running_var"].astype(np.float64)
+        scale = 1.0 / np.sqrt(var + layer["eps"])
+        if "weight" in weights:
+            scale = scale * weights["weight"]
+        shift = -weights["running_mean"] * scale
+        if "bias" in weights:
+            shift = shift + weights["bias"]
+        return scale.astype(np.float32), shift.astype(np.float32)
+
+    def compile(
+        self, layer: Layer, weights: Mapping[str, np.ndarray], in_shapes: Sequence[Shape]
+    ) -> Op:
+        scale, shift = self.as_affine(layer, weights)
+        bshape = (1, -1) + (1,) * (len(in_shapes[0]) - 1)
+        scale, shift = scale.reshape(bshape), shift.reshape(bshape)
+
+        def batchnorm(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+            y = np.multiply(x, scale, out=out)
+            y += shift
+            return y
+
+        return batchnorm
+
+
+for _rank, _ranks in ((1, (0, 1)), (2, (2,)), (3, (3,))):
+    register(
+        type(
+            f"BatchNorm{_rank}d",
+            (BatchNormNd,),
+            {"type_name": f"batchnorm{_rank}d", "ranks": _ranks},
+        )
+    )
+
+
+@register
+class LocalResponseNorm(LayerType):
+    type_name = "lrn"
+    family = "normalisation"
+    schema = LayerSchema.from_dict(
+        {
+            "size": Int(required=True),
+            "alpha": fields.Float(allow_nan=False, load_default=1e-4),
+            "beta": fields.Float(allow_nan=False, load_default=0.75),
+            "k": fields.Float(allow_nan=False, load_default=1.0),
+        },
+        name="LocalResponseNormSchema",
+    )
+
+    def output_shape(self, layer: Layer, sources: Sequence[Source]) -> Shape:
+        src = sources[0]
+        if len(src.shape) < 2:
+            raise LayerError(
+                (
+                    "inputs",
+                    f"{layer.name} normalises across neighbouring channels of feature maps but "
+                    f"{src} produces {fmt_shape(src.shape)}, which has no spatial dimensions",
+                )
+            )
+        return src.shape
+
+    def explain(
+        self, layer: Layer, in_shapes: Sequence[Shape], out_shape: Shape, params: int
+    ) -> str:
+        return (
+            f"divides each value by the energy of {layer['size']} neighbouring channels at the "
+            f"same pixel → {fmt_shape(out_shape)}"
+        )
+
+    def compile(
+        self, layer: Layer, weights: Mapping[str, np.ndarray], in_shapes: Sequence[Shape]
+    ) -> Op:
+        size, alpha, beta, k = layer["size"], layer["alpha"], layer["beta"], layer["k"]
+
+        def lrn(x: np.ndarray) -> np.ndarray:
+            return local_response_norm(x, size, alpha, beta, k)
+
+        return lrn

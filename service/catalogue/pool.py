@@ -1,0 +1,217 @@
+"""maxpool1d/2d/3d, avgpool1d/2d/3d and the global pools."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import ClassVar
+
+import numpy as np
+from marshmallow import fields
+
+from service.engine.kernels import avg_pool_divisor, pool_nd
+
+from .base import (
+    Checks,
+    IntTuple,
+    Layer,
+    LayerError,
+    LayerSchema,
+    LayerType,
+    Op,
+    ReceptiveField,
+    Shape,
+    Source,
+    fmt_shape,
+    plural,
+    spatial_rank_error,
+)
+from .conv import window_rf
+from .registry import register
+
+
+def pool_out_size(
+    length: int, k: int, stride: int, pad: int, dilation: int, ceil_mode: bool
+) -> int:
+    """PyTorch's pooling_output_shape, including ceil_mode's rule that the last window must
+    start inside the input or its left padding."""
+    span = dilation * (k - 1) + 1
+    num = length + 2 * pad - span + (stride - 1 if ceil_mode else 0)
+    n = num // stride + 1
+    if ceil_mode and (n - 1) * stride >= length + pad:
+        n -= 1
+    return n
+
+
+def pool_schema(rank: int, mode: str) -> type[LayerSchema]:
+    spec: dict[str, fields.Field] = {
+        "kernel_size": IntTuple(rank, required=True),
+        "stride": IntTuple(rank, load_default=None),
+        "padding": IntTuple(rank, minimum=0, load_default=(0,) * rank),
+        "ceil_mode": fields.Boolean(load_default=False),
+    }
+    if mode == "max":
+        spec["dilation"] = IntTuple(rank, load_default=(1,) * rank)
+    else:
+        spec["count_include_pad"] = fields.Boolean(load_default=True)
+    return LayerSchema.from_dict(spec, name=f"{mode.title()}Pool{rank}dSchema")
+
+
+class PoolNd(LayerType):
+    rank: ClassVar[int]
+    mode: ClassVar[str]
+    family = "pooling"
+
+    def _geometry(self, layer: Layer) -> tuple[tuple, tuple, tuple, tuple]:
+        k = layer["kernel_size"]
+        stride = layer["stride"] or k
+        dilation = layer.cfg.get("dilation") or (1,) * self.rank
+        return k, stride, layer["padding"], dilation
+
+    def _out(self, layer: Layer, spatial: Sequence[int]) -> tuple[int, ...]:
+        k, stride, pad, dil = self._geometry(layer)
+        return tuple(
+            pool_out_size(length, k[i], stride[i], pad[i], dil[i], layer["ceil_mode"])
+            for i, length in enumerate(spatial)
+        )
+
+    def output_shape(self, layer: Layer, sources: Sequence[Source]) -> Shape:
+        src = sources[0]
+        if len(src.shape) != self.rank + 1:
+            raise LayerError(spatial_rank_error(layer, src, self.rank, self.type_name))
+        k, _, pad, dil = self._geometry(layer)
+        chk = Checks()
+        for axis, p in enumerate(pad):
+            span = dil[axis] * (k[axis] - 1) + 1
+            if p > span // 2:
+                chk.fail(
+                    "padding",
+                    f"{layer.name} pads {p} pixels on axis {axis + 1} but its window spans only "
+                    f"{span}: padding may be at most half the window ({span // 2}), or a window "
+                    f"could lie entirely in the padding",
+                )
+        out = self._out(layer, src.shape[1:])
+        for axis, n in enumerate(out):
+            if n < 1:
+                chk.fail(
+                    "kernel_size",
+                    f"{layer.name}'s {fmt_shape(k)} window does not fit {src}'s "
+                    f"{fmt_shape(src.shape[1:])} maps (+{2 * pad[axis]} padding) along axis "
+                    f"{axis + 1}, so there is no output",
+                )
+        chk.raise_if_any()
+        return (src.shape[0], *out)
+
+    def receptive_field(
+        self, layer: Layer, in_rfs: Sequence[ReceptiveField], in_shapes: Sequence[Shape]
+    ) -> ReceptiveField:
+        k, stride, _, dil = self._geometry(layer)
+        return window_rf(in_rfs[0], k, stride, dil)
+
+    def explain(
+        self, layer: Layer, in_shapes: Sequence[Shape], out_shape: Shape, params: int
+    ) -> str:
+        k, stride, _, _ = self._geometry(layer)
+        what = "max" if self.mode == "max" else "average"
+        return (
+            f"{fmt_shape(k)} {what} over each map, stride {fmt_shape(stride)} → "
+            f"{plural(out_shape[0], 'map')} of {fmt_shape(out_shape[1:])}"
+        )
+
+    def compile(
+        self, layer: Layer, weights: Mapping[str, np.ndarray], in_shapes: Sequence[Shape]
+    ) -> Op:
+        k, stride, pad, dil = self._geometry(layer)
+        spatial = in_shapes[0][1:]
+        out = self._out(layer, spatial)
+        # Room for ceil_mode's last window, which may reach past the right padding.
+        hi = tuple(
+            max(pad[i], (out[i] - 1) * stride[i] + dil[i] * (k[i] - 1) + 1 - spatial[i] - pad[i])
+            for i in range(self.rank)
+        )
+        divisor = None
+        if self.mode == "avg":
+            divisor = avg_pool_divisor(
+                spatial, k, stride, pad, out, layer["count_include_pad"]
+            ).astype(np.float32)
+        mode = self.mode
+
+        def pool(x: np.ndarray) -> np.ndarray:
+            return pool_nd(x, k, stride, pad, hi, out, mode, divisor, dil)
+
+        return pool
+
+
+for _rank in (1, 2, 3):
+    for _mode in ("max", "avg"):
+        register(
+            type(
+                f"{_mode.title()}Pool{_rank}d",
+                (PoolNd,),
+                {
+                    "rank": _rank,
+                    "mode": _mode,
+                    "type_name": f"{_mode}pool{_rank}d",
+                    "schema": pool_schema(_rank, _mode),
+                },
+            )
+        )
+
+
+class GlobalPool(LayerType):
+    """Reduce every map to one value, keeping singleton spatial axes (as AdaptiveAvgPool(1))."""
+
+    mode: ClassVar[str]
+    family = "pooling"
+
+    def output_shape(self, layer: Layer, sources: Sequence[Source]) -> Shape:
+        src = sources[0]
+        if len(src.shape) < 2:
+            raise LayerError(
+                (
+                    "inputs",
+                    f"{layer.name} pools over spatial dimensions but {src} produces "
+                    f"{fmt_shape(src.shape)}, which has none",
+                )
+            )
+        return (src.shape[0],) + (1,) * (len(src.shape) - 1)
+
+    def receptive_field(
+        self, layer: Layer, in_rfs: Sequence[ReceptiveField], in_shapes: Sequence[Shape]
+    ) -> ReceptiveField:
+        return whole_extent_rf(in_rfs[0], in_shapes[0][1:])
+
+    def explain(
+        self, layer: Layer, in_shapes: Sequence[Shape], out_shape: Shape, params: int
+    ) -> str:
+        what = "average" if self.mode == "avg" else "maximum"
+        return f"the {what} of each {fmt_shape(in_shapes[0][1:])} map → {out_shape[0]} values"
+
+    def compile(
+        self, layer: Layer, weights: Mapping[str, np.ndarray], in_shapes: Sequence[Shape]
+    ) -> Op:
+        axes = tuple(range(2, len(in_shapes[0]) + 1))
+        reduce = np.mean if self.mode == "avg" else np.max
+
+        def global_pool(x: np.ndarray) -> np.ndarray:
+            return reduce(x, axis=axes, keepdims=True).astype(np.float32, copy=False)
+
+        return global_pool
+
+
+def whole_extent_rf(rf: ReceptiveField, spatial: Sequence[int]) -> ReceptiveField:
+    """A layer that sees its whole input at once: one window as wide as the input."""
+    if not spatial:
+        return rf
+    return window_rf(rf, spatial, spatial, (1,) * len(spatial))
+
+
+@register
+class GlobalAvgPool(GlobalPool):
+    type_name = "global_avgpool"
+    mode = "avg"
+
+
+@register
+class GlobalMaxPool(GlobalPool):
+    type_name = "global_maxpool"
+    mode = "max"

@@ -1,0 +1,172 @@
+"""A compiled execution plan: the architecture's layers as a list of NumPy steps.
+
+Compiling does, once, everything that does not depend on the input: each layer type turns its
+fields and weights into a forward function; a batch norm that directly follows a layer able to
+absorb a per-channel affine map (conv, linear) is folded into that layer's weights; buffers get a
+last use, so each is released as soon as no later step reads it; and an elementwise step
+overwrites its input when nothing else can still see that memory.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from service.architecture import Architecture, Node
+from service.catalogue.base import Op
+from service.errors import InvalidInput
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str  # the name its output is stored under
+    op: Op
+    inputs: tuple[str, ...]
+    inplace: bool  # call op(x, out=x)
+    free: tuple[str, ...]  # names no later step reads
+
+
+def _layer_weights(node: Node, weights: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    prefix = node.name + "."
+    return {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
+
+
+class Plan:
+    """Runs batches `(N, *input_shape)` of float32 through a validated architecture."""
+
+    def __init__(
+        self,
+        arch: Architecture,
+        weights: Mapping[str, np.ndarray],
+        *,
+        keep: Iterable[str] = (),
+        fold_batchnorm: bool = True,
+    ):
+        self.arch = arch
+        self.weights = weights
+        self.keep = frozenset(keep)
+        unknown = self.keep - set(arch.by_name)
+        if unknown:
+            raise InvalidInput(f"no layer named {', '.join(sorted(map(repr, unknown)))}")
+        self.fold_batchnorm = fold_batchnorm
+        self.steps = self._compile()
+        self._variants: dict[frozenset[str], Plan] = {}
+
+    # -- compile ---------------------------------------------------------------------------
+
+    def _compile(self) -> list[Step]:
+        arch = self.arch
+        layer_w = {n.name: _layer_weights(n, self.weights) for n in arch.nodes}
+        folded_into: dict[str, str] = {}  # batch norm name -> producer folded into
+        if self.fold_batchnorm:
+            for node in arch.nodes:
+                producer = self._sole_producer(node)
+                if producer is None:
+                    continue
+                affine = node.kind.as_affine(node.layer, layer_w[node.name])
+                if affine is None:
+                    continue  # not a per-channel affine map
+                new = producer.kind.absorb_affine(producer.layer, layer_w[producer.name], *affine)
+                if new is not None:
+                    layer_w[producer.name] = new
+                    folded_into[node.name] = producer.name
+        producers_folded = {p: bn for bn, p in folded_into.items()}
+
+        raw: list[tuple[str, Op, tuple[str, ...], Node]] = []
+        for node in arch.nodes:
+            if node.name in folded_into:
+                continue  # computed by its producer's step
+            op = node.kind.compile(node.layer, layer_w[node.name], node.in_shapes)
+            # A producer with a folded batch norm stores its result under the norm's name.
+            raw.append((producers_folded.get(node.name, node.name), op, node.inputs, node))
+
+        # Liveness: the index of the last step reading each name; kept names live forever.
+        forever = math.inf
+        last_use: dict[str, float] = {arch.input_name: forever}
+        for i, (name, _, inputs, _) in enumerate(raw):
+            last_use.setdefault(name, -1)
+            for r in inputs:
+                last_use[r] = max(last_use.get(r, -1), i)
+        for name in self.keep | {arch.output}:
+            last_use[name] = forever
+
+        # Alias groups: names whose arrays may share memory (views, in-place results).
+        root = {arch.input_name: arch.input_name}
+        members: dict[str, list[str]] = {arch.input_name: [arch.input_name]}
+        steps: list[Step] = []
+        for i, (name, op, inputs, node) in enumerate(raw):
+            src_root = root[inputs[0]]
+            inplace = (
+                node.kind.inplace
+                and len(inputs) == 1
+                and src_root != arch.input_name
+                and all(last_use[m] <= i for m in members[src_root])
+            )
+            if inplace or node.kind.view:
+                root[name] = src_root
+                members[src_root].append(name)
+            else:
+                root[name] = name
+                members[name] = [name]
+            free = tuple(r for r in dict.fromkeys(inputs) if last_use[r] == i)
+            steps.append(Step(name, op, inputs, inplace, free))
+        return steps
+
+    def _sole_producer(self, node: Node) -> Node | None:
+        """The layer feeding `node` when only `node` reads it and its own output is not needed."""
+        if len(node.inputs) != 1:
+            return None
+        producer = self.arch.by_name.get(node.inputs[0])
+        if producer is None or producer.name in self.keep or producer.name == self.arch.output:
+            return None
+        if self.arch.consumers[producer.name] != [node.name]:
+            return None
+        return producer
+
+    # -- run -------------------------------------------------------------------------------
+
+    def run(
+        self, x: np.ndarray, capture: Iterable[str] = ()
+    ) -> np.ndarray | tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The output for a batch; with `capture`, also those layers' outputs, by name."""
+        capture = frozenset(capture)
+        if not capture <= self.keep:
+            return self._variant(capture).run(x, capture)
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        want = self.arch.input_shape
+        if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != tuple(want):
+            raise InvalidInput(
+                f"the input has shape {list(x.shape)} but the model takes "
+                f"[N, {', '.join(map(str, want))}] (a batch of {'×'.join(map(str, want))})"
+            )
+        env: dict[str, np.ndarray] = {self.arch.input_name: x}
+        for step in self.steps:
+            args = [env[r] for r in step.inputs]
+            env[step.name] = step.op(args[0], out=args[0]) if step.inplace else step.op(*args)
+            for r in step.free:
+                del env[r]
+        out = env[self.arch.output]
+        if capture:
+            return out, {name: env[name] for name in capture}
+        return out
+
+    __call__ = run
+
+    def _variant(self, keep: frozenset[str]) -> Plan:
+        """A plan that keeps more layers' outputs (no folding hides them); built once."""
+        keep = keep | self.keep
+        if keep not in self._variants:
+            self._variants[keep] = Plan(
+                self.arch, self.weights, keep=keep, fold_batchnorm=self.fold_batchnorm
+            )
+        return self._variants[keep]
+
+
+def compile_plan(
+    arch: Architecture, weights: Mapping[str, np.ndarray] | None = None, seed: int = 0, **kw
+) -> Plan:
+    """A plan for validated weights (see `Architecture.check_weights`), or random He weights."""
+    return Plan(arch, weights if weights is not None else arch.random_weights(seed), **kw)

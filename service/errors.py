@@ -1,0 +1,55 @@
+"""Domain exceptions, raised deep and turned into HTTP problems in one place (the API layer)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a spec or its weights: which layer, which field, and why."""
+
+    layer: str | None
+    field: str | None
+    message: str
+
+    def to_dict(self) -> dict:
+        return {"layer": self.layer, "field": self.field, "message": self.message}
+
+
+class ConvserveError(Exception):
+    """Base of every error convserve reports to a user."""
+
+    title = "Error"
+
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.detail = detail
+
+
+class SpecError(ConvserveError):
+    """A spec, or the weights given for it, failed validation; carries every problem found."""
+
+    title = "Invalid model specification"
+
+    def __init__(self, problems: list[Problem], detail: str | None = None):
+        self.problems = list(problems)
+        if detail is None:
+            n = len(self.problems)
+            first = self.problems[0].message if self.problems else "no details"
+            detail = first if n == 1 else f"{n} problems, the first: {first}"
+        super().__init__(detail)
+
+
+class InvalidInput(ConvserveError):
+    """An input tensor or image does not fit the model."""
+
+    title = "Invalid input"
+
+
+class NotFound(ConvserveError):
+    title = "Not found"
+
+
+class Conflict(ConvserveError):
+    title = "Conflict"
