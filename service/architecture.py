@@ -286,7 +286,8 @@ class Architecture:
                 continue
             if spec.dtype == "int":
                 continue
-            f32 = a.astype(np.float32)
+            with np.errstate(over="ignore"):  # too large for float32 becomes inf, reported
+                f32 = a.astype(np.float32)
             bad = int(np.size(f32) - np.count_nonzero(np.isfinite(f32)))
             if bad:
                 problems.append(
@@ -371,18 +372,17 @@ class _Builder:
         if output is not None and order is not None:
             self._dead_layers(entries, output)
         nodes: list[Node] = []
+        shapes: dict[str, Shape] = {}
         if "input" in top and order is not None:
-            nodes = self._shapes(order, input_name, tuple(top["input"]["shape"]))
+            nodes, shapes = self._shapes(order, input_name, tuple(top["input"]["shape"]))
+            if output in shapes:
+                self._labels(top.get("labels"), output, shapes[output])
+            self._preprocess(top["input"])
+            self._macs(nodes)
         if self.problems:
             raise SpecError(self.problems)
         assert output is not None
-        arch = Architecture(top, nodes, input_name, tuple(top["input"]["shape"]), output)
-        self._labels(arch)
-        self._preprocess(arch)
-        self._macs(arch)
-        if self.problems:
-            raise SpecError(self.problems)
-        return arch
+        return Architecture(top, nodes, input_name, tuple(top["input"]["shape"]), output)
 
     # -- pass 1: the top level and each layer's fields ------------------------------------
 
@@ -523,7 +523,10 @@ class _Builder:
 
     # -- pass 3: shapes ------------------------------------------------------------------
 
-    def _shapes(self, order: list[_Entry], input_name: str, input_shape: Shape) -> list[Node]:
+    def _shapes(
+        self, order: list[_Entry], input_name: str, input_shape: Shape
+    ) -> tuple[list[Node], dict[str, Shape]]:
+        """Nodes for the layers that passed, and the shape of every layer that has one."""
         shapes: dict[str, Shape] = {input_name: input_shape}
         rank = len(input_shape) - 1
         rfs = {input_name: ReceptiveField((1,) * rank, (1,) * rank)}
@@ -569,35 +572,33 @@ class _Builder:
             nodes.append(node)
             shapes[e.name] = out
             rfs[e.name] = rf
-        return nodes
+        return nodes, shapes
 
     # -- pass 4: what depends on the output and input shapes -----------------------------
 
-    def _labels(self, arch: Architecture) -> None:
-        labels = arch.labels
+    def _labels(self, labels: list[str] | None, output: str, out: Shape) -> None:
         if labels is None:
             return
-        out = arch.output_shape
         if len(out) != 1:
             self.fail(
                 None,
                 "labels",
-                f"labels name classes, but the output {arch.output} produces {fmt_shape(out)}, "
+                f"labels name classes, but the output {output} produces {fmt_shape(out)}, "
                 f"not a vector of class scores",
             )
         elif len(labels) != out[0]:
             self.fail(
                 None,
                 "labels",
-                f"{plural(len(labels), 'label')} given but the output {arch.output} produces "
+                f"{plural(len(labels), 'label')} given but the output {output} produces "
                 f"{out[0]} class scores: give one label per class",
             )
 
-    def _preprocess(self, arch: Architecture) -> None:
-        pre = arch.preprocess
+    def _preprocess(self, inp: dict[str, Any]) -> None:
+        pre = inp.get("preprocess")
         if pre is None:
             return
-        shape = arch.input_shape
+        shape = tuple(inp["shape"])
         if len(shape) != 3:
             self.fail(
                 None,
@@ -637,9 +638,9 @@ class _Builder:
                 f"{fmt_shape(shape)}",
             )
 
-    def _macs(self, arch: Architecture) -> None:
+    def _macs(self, nodes: list[Node]) -> None:
         lim = self.limits.max_macs
-        total = sum(n.macs for n in arch.nodes)
+        total = sum(n.macs for n in nodes)
         if lim is not None and total > lim:
             self.fail(
                 None,

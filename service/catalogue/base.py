@@ -183,7 +183,7 @@ class LayerSchema(Schema):
         required=True,
         validate=validate.Regexp(
             NAME_PATTERN,
-            error="layer names are 1-128 letters, digits, '_', '.' or '-', not starting with . or -",
+            error="layer names are 1-128 letters, digits, '_', '.' or '-', not starting with . -",
         ),
     )
     type = fields.String(required=True)

@@ -95,20 +95,20 @@ class ConvNd(LayerType):
                 f"and so needs stride 1, but its stride is {fmt_shape(layer['stride'])}",
             )
         lo, hi = self.pads(layer)
-        out = []
-        for axis, length in enumerate(spatial):
-            span = layer["dilation"][axis] * (k[axis] - 1) + 1
-            n = conv_out_size(
-                length, k[axis], layer["stride"][axis], layer["dilation"][axis], lo[axis], hi[axis]
+        dil, stride = layer["dilation"], layer["stride"]
+        span = tuple(d * (kk - 1) + 1 for d, kk in zip(dil, k, strict=True))
+        out = [
+            conv_out_size(length, k[i], stride[i], dil[i], lo[i], hi[i])
+            for i, length in enumerate(spatial)
+        ]
+        if min(out) < 1:
+            pads = tuple(a + b for a, b in zip(lo, hi, strict=True))
+            chk.fail(
+                "kernel_size",
+                f"{layer.name}'s {fmt_shape(k)} kernel spans {fmt_shape(span)} pixels but {src} "
+                f"gives {fmt_shape(spatial)} (+{fmt_shape(pads)} padding): it does not fit, so "
+                f"there is no output",
             )
-            if n < 1:
-                chk.fail(
-                    "kernel_size",
-                    f"{layer.name}'s {fmt_shape(k)} kernel spans {span} pixels along axis "
-                    f"{axis + 1} but {src} gives only {length} there "
-                    f"(+{lo[axis] + hi[axis]} padding): it does not fit, so there is no output",
-                )
-            out.append(n)
         shape = (oc, *out)
         chk.raise_if_any(shape if min(out) >= 1 else None)
         return shape
@@ -127,10 +127,8 @@ class ConvNd(LayerType):
             f"{plural(c, 'feature map')} ({fmt_shape(src.shape)})"
         )
         if groups == 1:
-            return (
-                f"{head}: every {name} filter must span all {c} input channels, "
-                f"so its weight is {oc}×{c}×{k}"
-            )
+            spans = "the single input channel" if c == 1 else f"all {c} input channels"
+            return f"{head}: every {name} filter must span {spans}, so its weight is {oc}×{c}×{k}"
         if c % groups:
             return (
                 f"{head}, and with groups={groups} each filter spans one group's share of the "
@@ -212,7 +210,7 @@ class ConvNd(LayerType):
 def window_rf(
     rf: ReceptiveField, kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int]
 ) -> ReceptiveField:
-    """A window of k taps, d apart, moving s at a time; each tap sees rf.size, taps rf.stride apart."""
+    """A window of k taps, d apart, moving s at a time; each tap sees rf.size, rf.stride apart."""
     size = tuple(
         sz + d * (k - 1) * j
         for sz, j, k, d in zip(rf.size, rf.stride, kernel, dilation, strict=True)

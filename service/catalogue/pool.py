@@ -80,24 +80,23 @@ class PoolNd(LayerType):
             raise LayerError(spatial_rank_error(layer, src, self.rank, self.type_name))
         k, _, pad, dil = self._geometry(layer)
         chk = Checks()
-        for axis, p in enumerate(pad):
-            span = dil[axis] * (k[axis] - 1) + 1
-            if p > span // 2:
-                chk.fail(
-                    "padding",
-                    f"{layer.name} pads {p} pixels on axis {axis + 1} but its window spans only "
-                    f"{span}: padding may be at most half the window ({span // 2}), or a window "
-                    f"could lie entirely in the padding",
-                )
+        span = tuple(d * (kk - 1) + 1 for d, kk in zip(dil, k, strict=True))
+        if any(p > s // 2 for p, s in zip(pad, span, strict=True)):
+            half = tuple(s // 2 for s in span)
+            chk.fail(
+                "padding",
+                f"{layer.name} pads {fmt_shape(pad)} pixels but its window spans {fmt_shape(span)}:"
+                f" padding may be at most half the window ({fmt_shape(half)}), or a window could "
+                f"lie entirely in the padding",
+            )
         out = self._out(layer, src.shape[1:])
-        for axis, n in enumerate(out):
-            if n < 1:
-                chk.fail(
-                    "kernel_size",
-                    f"{layer.name}'s {fmt_shape(k)} window does not fit {src}'s "
-                    f"{fmt_shape(src.shape[1:])} maps (+{2 * pad[axis]} padding) along axis "
-                    f"{axis + 1}, so there is no output",
-                )
+        if min(out) < 1:
+            chk.fail(
+                "kernel_size",
+                f"{layer.name}'s {fmt_shape(k)} window does not fit {src}'s "
+                f"{fmt_shape(src.shape[1:])} maps (+{fmt_shape(pad)} padding per side), so there "
+                f"is no output",
+            )
         chk.raise_if_any()
         return (src.shape[0], *out)
 
@@ -199,10 +198,12 @@ class GlobalPool(LayerType):
 
 
 def whole_extent_rf(rf: ReceptiveField, spatial: Sequence[int]) -> ReceptiveField:
-    """A layer that sees its whole input at once: one window as wide as the input."""
+    """A layer that sees its whole input at once: one window as wide as the input (the stride
+    no longer means anything there and is carried over unchanged)."""
     if not spatial:
         return rf
-    return window_rf(rf, spatial, spatial, (1,) * len(spatial))
+    ones = (1,) * len(spatial)
+    return window_rf(rf, spatial, ones, ones)
 
 
 @register

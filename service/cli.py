@@ -1,0 +1,80 @@
+"""The `convserve` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .architecture import Architecture
+from .errors import SpecError
+from .render import render_table
+from .weights import load_npz
+
+
+def _read_json(path: str) -> Any:
+    text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise SpecError([], detail=f"{path} is not valid JSON: {err}") from None
+
+
+def _report(err: SpecError) -> int:
+    print(
+        f"error: {err.detail}" if not err.problems else "error: the spec is invalid",
+        file=sys.stderr,
+    )
+    for p in err.problems:
+        print(f"  - {p.message}", file=sys.stderr)
+    return 2
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    arch = Architecture.from_spec(_read_json(args.spec))
+    if args.weights:
+        arch.check_weights(load_npz(Path(args.weights).read_bytes()))
+    table = arch.table()
+    if args.json:
+        print(json.dumps(table, indent=2))
+    else:
+        print(render_table(table, explain=args.explain))
+        if args.weights:
+            print(f"weights: {args.weights} matches the spec")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="convserve", description="Register, inspect and serve convolutional networks."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser(
+        "inspect",
+        help="validate a spec and print its layer table",
+        description="Validate an architecture spec (JSON; '-' reads stdin) and print per-layer "
+        "shapes, weights, params, multiply-adds and receptive fields.",
+    )
+    p.add_argument("spec", help="the spec JSON file, or - for standard input")
+    p.add_argument("--weights", metavar="NPZ", help="also check this .npz against the spec")
+    p.add_argument("--json", action="store_true", help="print the table as JSON")
+    p.add_argument("--explain", action="store_true", help="add a plain-words line per layer")
+    p.set_defaults(func=cmd_inspect)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SpecError as err:
+        return _report(err)
+    except OSError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""The plan's mechanics: folding, in-place steps, freed buffers, captures, input checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from service.architecture import Architecture
+from service.engine import compile_plan
+from service.engine.kernels import conv_nd
+from service.errors import InvalidInput
+from tests.conftest import spec_of
+
+RNG = np.random.default_rng(0)
+
+
+def randomised(arch, seed=0):
+    """Random weights with non-trivial batch-norm statistics, so folding has work to do."""
+    rng = np.random.default_rng(seed)
+    w = arch.random_weights(seed)
+    for k in w:
+        if k.endswith(("running_mean", "bias")):
+            w[k] = rng.normal(0, 0.5, w[k].shape).astype(np.float32)
+        elif k.endswith("running_var") or (k.endswith("weight") and w[k].ndim == 1):
+            w[k] = rng.uniform(0.5, 2.0, w[k].shape).astype(np.float32)
+    return w
+
+
+def branchy_spec():
+    """A conv read by two layers; a flatten (a view) whose source is also read elsewhere."""
+    conv = {"type": "conv2d", "in_channels": 4, "out_channels": 4, "kernel_size": 3, "padding": 1}
+    return spec_of(
+        [4, 5, 5],
+        {"name": "c1", **conv},
+        {"name": "bn", "type": "batchnorm2d", "num_features": 4},
+        {"name": "r1", "type": "relu"},  # may overwrite bn's output: nothing else reads it
+        {"name": "c2", **conv},
+        {"name": "t", "type": "tanh", "inputs": ["c2"]},  # c2 is read by t and by sum
+        {"name": "sum", "type": "add", "inputs": ["t", "c2", "r1"]},
+        {"name": "flat", "type": "flatten"},
+        {"name": "s", "type": "sigmoid"},  # in place on flat would clobber sum, read by flat2
+        {"name": "flat2", "type": "flatten", "inputs": ["sum"]},
+        {"name": "out", "type": "add", "inputs": ["s", "flat2"]},
+    )
+
+
+def reference(x, w):
+    """The branchy network written out by hand with the kernels, no plan."""
+
+    def conv(name, v):
+        return conv_nd(v, w[f"{name}.weight"], w[f"{name}.bias"], (1, 1), (1, 1), (1, 1), (1, 1))
+
+    c1 = conv("c1", x)
+    scale = w["bn.weight"] / np.sqrt(w["bn.running_var"] + 1e-5)
+    bn = (c1 - w["bn.running_mean"][:, None, None]) * scale[:, None, None] + w["bn.bias"][
+        :, None, None
+    ]
+    r1 = np.maximum(bn, 0)
+    c2 = conv("c2", r1)
+    total = np.tanh(c2) + c2 + r1
+    flat = total.reshape(len(x), -1)
+    return 1 / (1 + np.exp(-flat)) + flat
+
+
+def test_in_place_steps_never_clobber_a_buffer_still_read():
+    arch = Architecture.from_spec(branchy_spec())
+    w = randomised(arch)
+    x = RNG.normal(size=(3, 4, 5, 5)).astype(np.float32)
+    plan = compile_plan(arch, w)
+    steps = {s.name: s for s in plan.steps}
+    assert steps["r1"].inplace  # over bn's output (folded into c1), read by nothing else
+    assert not steps["t"].inplace  # c2 is still read by sum
+    assert not steps["s"].inplace  # flat is a view of sum, which flat2 still reads
+    np.testing.assert_allclose(plan.run(x), reference(x, w), rtol=1e-5, atol=1e-5)
+
+
+def test_batchnorm_is_folded_and_agrees_with_the_unfolded_plan():
+    arch = Architecture.from_spec(branchy_spec())
+    w = randomised(arch, seed=3)
+    folded, plain = compile_plan(arch, w), compile_plan(arch, w, fold_batchnorm=False)
+    assert "bn" in {s.name for s in folded.steps} and "c1" not in {s.name for s in folded.steps}
+    assert {"bn", "c1"} <= {s.name for s in plain.steps}
+    x = RNG.normal(size=(2, 4, 5, 5)).astype(np.float32)
+    np.testing.assert_allclose(folded.run(x), plain.run(x), rtol=1e-5, atol=1e-5)
+
+
+def test_capture_returns_layers_hidden_by_folding_and_in_place_steps():
+    arch = Architecture.from_spec(branchy_spec())
+    w = randomised(arch, seed=4)
+    x = RNG.normal(size=(2, 4, 5, 5)).astype(np.float32)
+    plan = compile_plan(arch, w)
+    out, acts = plan.run(x, capture=["c1", "bn", "flat"])
+    plain = compile_plan(arch, w, fold_batchnorm=False, keep=["c1", "bn", "flat"])
+    ref_out, ref = plain.run(x, capture=["c1", "bn", "flat"])
+    for name in ("c1", "bn", "flat"):
+        np.testing.assert_allclose(acts[name], ref[name], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out, ref_out, rtol=1e-5, atol=1e-5)
+    # The capture ran unfolded, the plain run folded: equal up to float32 rounding.
+    np.testing.assert_allclose(out, plan.run(x), rtol=1e-5, atol=1e-5)
+
+
+def test_the_callers_input_is_never_modified():
+    arch = Architecture.from_spec(spec_of([2, 3], {"name": "r", "type": "relu"}))
+    x = RNG.normal(size=(4, 2, 3)).astype(np.float32)
+    before = x.copy()
+    y = compile_plan(arch).run(x)
+    np.testing.assert_array_equal(x, before)
+    np.testing.assert_array_equal(y, np.maximum(before, 0))
+
+
+def test_batch_results_equal_single_results(lenet_spec):
+    arch = Architecture.from_spec(lenet_spec)
+    plan = compile_plan(arch, seed=2)
+    x = RNG.normal(size=(5, 1, 32, 32)).astype(np.float32)
+    batch = plan.run(x)
+    for i in range(5):
+        np.testing.assert_allclose(batch[i : i + 1], plan.run(x[i : i + 1]), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(batch.sum(axis=1), 1, rtol=1e-5)
+
+
+def test_conv_chunks_the_batch_to_bound_scratch_memory():
+    x = RNG.normal(size=(7, 3, 9, 9)).astype(np.float32)
+    w = RNG.normal(size=(5, 3, 3, 3)).astype(np.float32)
+    b = RNG.normal(size=5).astype(np.float32)
+    args = ((2, 1), (1, 2), (1, 0), (1, 2))
+    whole = conv_nd(x, w, b, *args)
+    tiny = conv_nd(x, w, b, *args, scratch_bytes=1)  # one image per chunk
+    np.testing.assert_allclose(tiny, whole, rtol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(1, 32, 32), (2, 1, 32), (1, 1, 28, 28), (3,)])
+def test_input_shape_mismatch_is_an_invalid_input(lenet_spec, shape):
+    plan = compile_plan(Architecture.from_spec(lenet_spec))
+    with pytest.raises(InvalidInput, match=r"the model takes \[N, 1, 32, 32\]"):
+        plan.run(np.zeros(shape, np.float32))
+
+
+def test_capture_of_an_unknown_layer(lenet_spec):
+    plan = compile_plan(Architecture.from_spec(lenet_spec))
+    with pytest.raises(InvalidInput, match="no layer named 'conv9'"):
+        plan.run(np.zeros((1, 1, 32, 32), np.float32), capture=["conv9"])
+
+
+def test_buffers_are_freed_after_their_last_reader(lenet_spec):
+    plan = compile_plan(Architecture.from_spec(lenet_spec))
+    freed = [name for step in plan.steps for name in step.free]
+    assert "image" not in freed  # the caller's array
+    assert len(freed) == len(set(freed)) == len(plan.steps) - 1  # all but the output, once each
