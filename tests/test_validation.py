@@ -131,8 +131,8 @@ def test_pool_padding_at_most_half_the_window():
     spec = spec_of([1, 8, 8], {"name": "p", "type": "avgpool2d", "kernel_size": 2, "padding": 2})
     p = only_problem(spec)
     assert (p.layer, p.field) == ("p", "padding")
-    assert "p pads 2×2 pixels but its window spans 2×2" in p.message
-    assert "padding may be at most half the window (1×1)" in p.message
+    assert "p pads 2×2 pixels but its window is 2×2" in p.message
+    assert "padding may be at most half the kernel (1×1, as in PyTorch)" in p.message
 
 
 def test_rank_mismatch_conv2d_fed_a_signal():

@@ -77,11 +77,12 @@ class LeakyReLU(Elementwise):
         slope = np.float32(layer["negative_slope"])
 
         def leaky(x: np.ndarray, out: np.ndarray | None) -> np.ndarray:
-            return (
-                np.where(x > 0, x, x * slope, out=out)
-                if out is not None
-                else np.where(x > 0, x, x * slope).astype(np.float32, copy=False)
-            )
+            # np.where has no out=: scale the non-positive values where they stand instead.
+            y = np.copy(x) if out is None else out
+            if y is not x:
+                np.copyto(y, x)
+            np.multiply(y, slope, out=y, where=x <= 0)
+            return y
 
         return leaky
 

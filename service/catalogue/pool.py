@@ -80,14 +80,13 @@ class PoolNd(LayerType):
             raise LayerError(spatial_rank_error(layer, src, self.rank, self.type_name))
         k, _, pad, dil = self._geometry(layer)
         chk = Checks()
-        span = tuple(d * (kk - 1) + 1 for d, kk in zip(dil, k, strict=True))
-        if any(p > s // 2 for p, s in zip(pad, span, strict=True)):
-            half = tuple(s // 2 for s in span)
+        if any(p > kk // 2 for p, kk in zip(pad, k, strict=True)):
+            half = tuple(kk // 2 for kk in k)
             chk.fail(
                 "padding",
-                f"{layer.name} pads {fmt_shape(pad)} pixels but its window spans {fmt_shape(span)}:"
-                f" padding may be at most half the window ({fmt_shape(half)}), or a window could "
-                f"lie entirely in the padding",
+                f"{layer.name} pads {fmt_shape(pad)} pixels but its window is {fmt_shape(k)}: "
+                f"padding may be at most half the kernel ({fmt_shape(half)}, as in PyTorch), or "
+                f"a window could lie entirely in the padding",
             )
         out = self._out(layer, src.shape[1:])
         if min(out) < 1:
