@@ -13,7 +13,8 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-* && touch $@
 
 serve: $(STAMP)
-	@echo "convserve: the HTTP server is not built yet (issue 3); try '$(BIN)/convserve inspect models/lenet.json'"
+	$(BIN)/convserve db upgrade
+	exec $(BIN)/gunicorn -c deploy/gunicorn.conf.py service.wsgi:app
 
 test: $(STAMP)
 	$(BIN)/ruff check .

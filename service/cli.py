@@ -46,6 +46,31 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from .config import Settings
+    from .registry.db import make_engine
+    from .registry.migrate import current_revision, upgrade
+
+    settings = Settings.from_env()
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    url = engine.url.render_as_string(hide_password=True)
+    print(f"database {url} is at revision {current_revision(engine)}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run gunicorn with the project's config (what `make serve` does after migrating)."""
+    import os
+
+    from .registry.migrate import migrations_dir
+
+    conf = migrations_dir().parent / "deploy" / "gunicorn.conf.py"
+    argv = ["gunicorn", "-c", str(conf), "service.wsgi:app"]
+    os.execvp(argv[0], argv)
+    return 0  # not reached
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="convserve", description="Register, inspect and serve convolutional networks."
@@ -62,6 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the table as JSON")
     p.add_argument("--explain", action="store_true", help="add a plain-words line per layer")
     p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("serve", help="run the HTTP service with gunicorn (HOST, PORT, ...)")
+    p.set_defaults(func=cmd_serve)
+
+    db = sub.add_parser("db", help="database schema").add_subparsers(dest="db", required=True)
+    p = db.add_parser("upgrade", help="migrate DATABASE_URL to the newest schema")
+    p.set_defaults(func=cmd_db_upgrade)
     return parser
 
 

@@ -53,3 +53,31 @@ class NotFound(ConvserveError):
 
 class Conflict(ConvserveError):
     title = "Conflict"
+
+
+class Malformed(ConvserveError):
+    """The request itself cannot be read: bad JSON, a missing part, a wrong field type."""
+
+    title = "Malformed request"
+
+
+class TooLarge(ConvserveError):
+    title = "Payload too large"
+
+
+class UnsupportedMedia(ConvserveError):
+    title = "Unsupported media type"
+
+
+class Unauthorized(ConvserveError):
+    title = "Unauthorized"
+
+
+class Forbidden(ConvserveError):
+    title = "Forbidden"
+
+
+class IntegrityFailure(ConvserveError):
+    """Stored data no longer matches its checksum: the server's fault, never the client's."""
+
+    title = "Stored data is corrupt"

@@ -1,0 +1,50 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app
+from sqlalchemy.exc import SQLAlchemyError
+
+from service.errors import ConvserveError
+from service.registry.migrate import current_revision, head_revision
+
+from .parsing import ApiBlueprint
+from .problems import register_status
+from .schemas import StatusSchema
+
+blp = ApiBlueprint("health", __name__, description="Liveness and readiness probes.")
+
+
+class NotReady(ConvserveError):
+    title = "Not ready"
+
+
+register_status(NotReady, 503, "not-ready")
+
+
+@blp.route("/healthz", methods=["GET"])
+@blp.response(200, StatusSchema)
+def healthz() -> dict[str, Any]:
+    """200 while the process lives."""
+    return {"status": "ok"}
+
+
+@blp.route("/readyz", methods=["GET"])
+@blp.response(200, StatusSchema)
+def readyz() -> dict[str, Any]:
+    """200 once the database answers and its schema is at the newest migration, else 503."""
+    registry = current_app.extensions["convserve"].registry
+    try:
+        registry.ping()
+        current = current_revision(registry.engine)
+    except SQLAlchemyError as err:
+        raise NotReady(f"the database does not answer: {type(err).__name__}") from None
+    head = head_revision()
+    if current != head:
+        raise NotReady(
+            f"the database schema is at revision {current or 'none'}, not {head}: "
+            f"run 'convserve db upgrade'"
+        )
+    return {"status": "ready"}

@@ -1,0 +1,103 @@
+"""One error handler: every failure becomes RFC 9457 application/problem+json, never a trace."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, json
+from werkzeug.exceptions import HTTPException
+
+from service import errors as e
+
+log = logging.getLogger("convserve")
+
+#: Domain exception → (HTTP status, problem type slug).
+STATUS: dict[type[e.ConvserveError], tuple[int, str]] = {
+    e.Malformed: (400, "malformed-request"),
+    e.Unauthorized: (401, "unauthorized"),
+    e.Forbidden: (403, "forbidden"),
+    e.NotFound: (404, "not-found"),
+    e.Conflict: (409, "conflict"),
+    e.TooLarge: (413, "payload-too-large"),
+    e.UnsupportedMedia: (415, "unsupported-media-type"),
+    e.SpecError: (422, "invalid-spec"),
+    e.InvalidInput: (422, "invalid-input"),
+    e.IntegrityFailure: (500, "integrity-failure"),
+}
+
+
+def register_status(cls: type[e.ConvserveError], status: int, slug: str) -> None:
+    """Map another domain exception (defined beside the code that raises it) to a status."""
+    STATUS[cls] = (status, slug)
+
+
+PROBLEM_TYPE = "urn:convserve:problem:"
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    slug: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE + slug if slug else "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if errors is not None:
+        body["errors"] = errors
+    resp = Response(json.dumps(body), status=status, mimetype="application/problem+json")
+    for k, v in (headers or {}).items():
+        resp.headers[k] = v
+    return resp
+
+
+def _status_of(err: e.ConvserveError) -> tuple[int, str]:
+    for cls in type(err).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500, "internal"
+
+
+def _webargs_errors(messages: Any) -> list[dict[str, Any]]:
+    """webargs' {location: {field: [msg]}} as the problem's errors list."""
+    out = []
+    for fields in (messages or {}).values():
+        for field, msgs in (fields or {}).items():
+            for msg in msgs if isinstance(msgs, list) else [msgs]:
+                out.append({"layer": None, "field": field, "message": f"{field}: {msg}"})
+    return out
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(e.ConvserveError)
+    def _domain(err: e.ConvserveError) -> Response:
+        status, slug = _status_of(err)
+        errors = [p.to_dict() for p in err.problems] if isinstance(err, e.SpecError) else None
+        headers = {"WWW-Authenticate": 'Bearer realm="convserve"'} if status == 401 else None
+        if status == 500:
+            log.error("%s: %s", type(err).__name__, err.detail)
+        return problem(status, err.title, err.detail, slug, errors, headers)
+
+    @app.errorhandler(HTTPException)
+    def _http(err: HTTPException) -> Response:
+        status = err.code or 500
+        data = getattr(err, "data", None) or {}
+        errors = _webargs_errors(data.get("messages")) if "messages" in data else None
+        detail = err.description or err.name
+        if errors:
+            detail = "; ".join(x["message"] for x in errors)
+        resp = problem(status, err.name, detail, errors=errors)
+        if status == 405 and err.get_response().headers.get("Allow"):
+            resp.headers["Allow"] = err.get_response().headers["Allow"]
+        return resp
+
+    @app.errorhandler(Exception)
+    def _unexpected(err: Exception) -> Response:
+        log.exception("unhandled error")
+        return problem(500, "Internal Server Error", "the server failed; the error is logged")

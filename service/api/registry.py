@@ -1,0 +1,138 @@
+"""/v1/models: register versions, read them, alias and delete them. HTTP in, registry call, out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, current_app
+
+from service.architecture import Architecture
+from service.registry.store import Registry
+
+from .parsing import ApiBlueprint
+from .schemas import (
+    AliasBody,
+    AliasSchema,
+    LayerTableSchema,
+    ModelPageSchema,
+    ModelSchema,
+    PageArgs,
+    RegisterForm,
+    VersionPageSchema,
+    VersionSchema,
+)
+from .security import require_write
+
+blp = ApiBlueprint(
+    "registry",
+    __name__,
+    url_prefix="/v1/models",
+    description="Models, their immutable numbered versions, aliases and weights.",
+)
+
+
+def registry() -> Registry:
+    return current_app.extensions["convserve"].registry
+
+
+@blp.route("", methods=["GET"])
+@blp.arguments(PageArgs, location="query")
+@blp.response(200, ModelPageSchema)
+def list_models(args: dict[str, Any]) -> dict[str, Any]:
+    """List models, by name (paginated: pass `next_cursor` back as `cursor`)."""
+    page = registry().list_models(args["limit"], args.get("cursor"))
+    return {"models": page.items, "next_cursor": page.next_cursor}
+
+
+@blp.route("/<name>", methods=["GET"])
+@blp.response(200, ModelSchema)
+def get_model(name: str) -> dict[str, Any]:
+    """A model: its description, versions and aliases."""
+    return registry().model(name)
+
+
+@blp.route("/<name>", methods=["DELETE"])
+@require_write
+@blp.response(204)
+def delete_model(name: str) -> None:
+    """Delete a model with all its versions and aliases."""
+    registry().delete_model(name)
+
+
+@blp.route("/<name>/versions", methods=["GET"])
+@blp.arguments(PageArgs, location="query")
+@blp.response(200, VersionPageSchema)
+def list_versions(args: dict[str, Any], name: str) -> dict[str, Any]:
+    """A model's versions, oldest first (paginated)."""
+    page = registry().list_versions(name, args["limit"], args.get("cursor"))
+    return {"model": name, "versions": page.items, "next_cursor": page.next_cursor}
+
+
+@blp.route("/<name>/versions", methods=["POST"])
+@require_write
+@blp.arguments(RegisterForm, location="form_and_files")
+@blp.response(201, VersionSchema)
+def register_version(form: dict[str, Any], name: str) -> Any:
+    """Register a new version: multipart `spec` (JSON) and `weights` (.npz).
+
+    The model is created on first use. The spec and the weights are validated first (422 with
+    every problem, each naming its layer); the version number is assigned by the server.
+    """
+    doc = registry().register(name, form["spec"], form["weights"].read(), form["description"])
+    return doc, 201, {"Location": f"/v1/models/{name}/versions/{doc['version']}"}
+
+
+@blp.route("/<name>/versions/<ref>", methods=["GET"])
+@blp.response(200, VersionSchema)
+def get_version(name: str, ref: str) -> dict[str, Any]:
+    """One version (`ref` is a number, an alias or `latest`): spec, labels, hashes, totals."""
+    return registry().version(name, ref)
+
+
+@blp.route("/<name>/versions/<ref>", methods=["DELETE"])
+@require_write
+@blp.response(204)
+def delete_version(name: str, ref: str) -> None:
+    """Delete a version; 409 while an alias points at it."""
+    registry().delete_version(name, ref)
+
+
+@blp.route("/<name>/versions/<ref>/weights", methods=["GET"])
+@blp.response(
+    200,
+    content_type="application/octet-stream",
+    description="the .npz exactly as registered",
+)
+def get_weights(name: str, ref: str) -> Response:
+    """The weights file as stored, byte for byte (checked against its sha256 first)."""
+    number, data, digest = registry().weights(name, ref)
+    resp = Response(data, mimetype="application/octet-stream")
+    resp.headers["Content-Disposition"] = f'attachment; filename="{name}-v{number}.npz"'
+    resp.headers["ETag"] = f'"{digest}"'
+    resp.headers["X-Content-SHA256"] = digest
+    return resp
+
+
+@blp.route("/<name>/versions/<ref>/layers", methods=["GET"])
+@blp.response(200, LayerTableSchema)
+def get_layers(name: str, ref: str) -> dict[str, Any]:
+    """The layer table of a stored version: shapes, weights, params, MACs, receptive fields."""
+    _, _, spec = registry().spec(name, ref)
+    return Architecture.from_spec(spec).table()
+
+
+@blp.route("/<name>/aliases/<alias>", methods=["PUT"])
+@require_write
+@blp.arguments(AliasBody)
+@blp.response(200, AliasSchema)
+def put_alias(body: dict[str, Any], name: str, alias: str) -> dict[str, Any]:
+    """Point an alias (such as `production`) at a version."""
+    return registry().set_alias(name, alias, body["version"])
+
+
+@blp.route("/<name>/aliases/<alias>", methods=["DELETE"])
+@require_write
+@blp.response(204)
+def delete_alias(name: str, alias: str) -> None:
+    """Remove an alias (the version stays)."""
+    registry().delete_alias(name, alias)

@@ -1,0 +1,126 @@
+"""Request and response schemas: the HTTP contract, and the OpenAPI document's components."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import marshmallow as ma
+from flask_smorest.fields import Upload
+from marshmallow import fields, validate
+from werkzeug.datastructures import FileStorage
+
+
+class SpecPart(fields.Field):
+    """The `spec` part of a registration: a JSON file (curl -F spec=@x.json) or JSON text."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(metadata={"type": "string", "format": "binary"}, **kwargs)
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        raw = value.read() if isinstance(value, FileStorage) else value
+        try:
+            return json.loads(raw)
+        except (ValueError, TypeError) as err:
+            raise ma.ValidationError(f"not valid JSON: {err}") from None
+
+
+class RegisterForm(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+    spec = SpecPart(required=True)
+    weights = Upload(required=True, metadata={"description": ".npz of the arrays (numpy.savez)"})
+    description = fields.String(load_default="", validate=validate.Length(max=10_000))
+
+
+class PageArgs(ma.Schema):
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+    cursor = fields.String()
+
+
+class AliasBody(ma.Schema):
+    version = fields.Integer(strict=True, required=True, validate=validate.Range(min=1))
+
+
+class TotalsSchema(ma.Schema):
+    params = fields.Integer()
+    macs = fields.Integer(metadata={"description": "multiply-accumulates per image"})
+    weight_bytes = fields.Integer()
+    activation_bytes = fields.Integer(metadata={"description": "float32, per image"})
+
+
+class VersionSummarySchema(ma.Schema):
+    version = fields.Integer()
+    description = fields.String()
+    created_at = fields.String(metadata={"format": "date-time"})
+    spec_sha256 = fields.String()
+    weights_sha256 = fields.String()
+    totals = fields.Nested(TotalsSchema)
+    aliases = fields.List(fields.String())
+
+
+class VersionSchema(VersionSummarySchema):
+    model = fields.String()
+    spec = fields.Dict()
+    labels = fields.List(fields.String(), allow_none=True)
+    input = fields.Dict(metadata={"description": "input name, shape and preprocessing"})
+
+
+class ModelSummarySchema(ma.Schema):
+    name = fields.String()
+    description = fields.String()
+    created_at = fields.String(metadata={"format": "date-time"})
+    version_count = fields.Integer()
+    latest_version = fields.Integer(allow_none=True)
+    aliases = fields.Dict(keys=fields.String(), values=fields.Integer())
+
+
+class ModelSchema(ModelSummarySchema):
+    versions = fields.List(fields.Nested(VersionSummarySchema))
+
+
+class ModelPageSchema(ma.Schema):
+    models = fields.List(fields.Nested(ModelSummarySchema))
+    next_cursor = fields.String(allow_none=True)
+
+
+class VersionPageSchema(ma.Schema):
+    model = fields.String()
+    versions = fields.List(fields.Nested(VersionSummarySchema))
+    next_cursor = fields.String(allow_none=True)
+
+
+class AliasSchema(ma.Schema):
+    model = fields.String()
+    alias = fields.String()
+    version = fields.Integer()
+
+
+class ReceptiveFieldSchema(ma.Schema):
+    size = fields.List(fields.Integer())
+    stride = fields.List(fields.Integer())
+
+
+class LayerRowSchema(ma.Schema):
+    name = fields.String()
+    type = fields.String()
+    inputs = fields.List(fields.String())
+    input_shapes = fields.List(fields.List(fields.Integer()))
+    output_shape = fields.List(fields.Integer())
+    weight_shapes = fields.Dict(keys=fields.String(), values=fields.List(fields.Integer()))
+    params = fields.Integer()
+    macs = fields.Integer()
+    receptive_field = fields.Nested(ReceptiveFieldSchema)
+    explain = fields.String()
+
+
+class LayerTableSchema(ma.Schema):
+    input_shape = fields.List(fields.Integer())
+    output = fields.String()
+    layers = fields.List(fields.Nested(LayerRowSchema))
+    totals = fields.Nested(TotalsSchema)
+
+
+class StatusSchema(ma.Schema):
+    status = fields.String()

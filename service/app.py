@@ -1,0 +1,44 @@
+"""The Flask application factory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import Flask
+
+from . import __version__
+from .api import problems, register_blueprints
+from .api.parsing import ConvserveApi
+from .config import Settings
+from .registry.db import make_engine
+from .registry.store import Registry
+
+
+@dataclass
+class Services:
+    """What the views reach through `current_app.extensions["convserve"]`."""
+
+    settings: Settings
+    registry: Registry
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    app = Flask("convserve")
+    app.config.update(
+        API_TITLE="convserve",
+        API_VERSION=__version__,
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        MAX_CONTENT_LENGTH=settings.max_upload_bytes,
+        MAX_FORM_MEMORY_SIZE=settings.max_upload_bytes,
+    )
+    registry = Registry(make_engine(settings.database_url), settings.limits)
+    app.extensions["convserve"] = Services(settings, registry)
+    problems.init_app(app)
+    api = ConvserveApi(app)
+    register_blueprints(api)
+    return app

@@ -1,0 +1,75 @@
+"""Configuration from the environment (12-factor), with safe defaults."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from .architecture import Limits
+
+
+def _int(env: dict[str, str], key: str, default: int) -> int:
+    value = env.get(key)
+    if value in (None, ""):
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{key} must be an integer, got {value!r}") from None
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass
+class Settings:
+    database_url: str = "sqlite:///var/registry.db"
+    admin_token: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    #: Largest request body accepted (weights of VGG-16 are 528 MiB as float32 .npz).
+    max_upload_bytes: int = 600 * 1024 * 1024
+    limits: Limits = field(
+        default_factory=lambda: Limits(
+            max_layers=2_000, max_tensor_elements=64 * 1024 * 1024, max_macs=200_000_000_000
+        )
+    )
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        env = dict(os.environ if environ is None else environ)
+        d = cls()
+        limits = Limits(
+            max_layers=_int(env, "CONVSERVE_MAX_LAYERS", d.limits.max_layers),
+            max_tensor_elements=_int(
+                env, "CONVSERVE_MAX_TENSOR_ELEMENTS", d.limits.max_tensor_elements
+            ),
+            max_macs=_int(env, "CONVSERVE_MAX_MACS", d.limits.max_macs),
+        )
+        settings = cls(
+            database_url=env.get("DATABASE_URL") or d.database_url,
+            admin_token=env.get("CONVSERVE_ADMIN_TOKEN") or None,
+            host=env.get("HOST") or d.host,
+            port=_int(env, "PORT", d.port),
+            max_upload_bytes=_int(env, "CONVSERVE_MAX_UPLOAD_BYTES", d.max_upload_bytes),
+            limits=limits,
+        )
+        names = {f.name for f in fields(cls)}
+        for key, value in overrides.items():
+            if key not in names:
+                raise TypeError(f"unknown setting {key!r}")
+            setattr(settings, key, value)
+        return settings
+
+    @property
+    def writes_open(self) -> bool:
+        """Without a token, writes are accepted only while nothing but this machine can connect."""
+        return self.admin_token is None and is_loopback(self.host)

@@ -1,0 +1,391 @@
+"""The registry's operations: versions, aliases, weights. Every write is one transaction.
+
+Registration validates everything (spec, then weights against it) before touching the
+database, then allocates the version number, stores the blob and the version in a single
+transaction; a failure at any point leaves no version, no blob and no half-created model.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from service.architecture import Architecture, Limits
+from service.errors import Conflict, IntegrityFailure, Malformed, NotFound
+from service.weights import load_npz
+
+from .db import WRITE
+from .tables import aliases, blobs, models, versions
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+ALIAS_RE = re.compile(r"^[a-z][a-z0-9._-]{0,63}$")
+MAX_PAGE = 500
+
+
+def canonical_json(obj: Any) -> bytes:
+    """One byte string per JSON value: sorted keys, no spaces, UTF-8."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def check_name(name: str) -> str:
+    if not NAME_RE.match(name):
+        raise Malformed(
+            f"model name {name!r} is not allowed: names are 1-64 lowercase letters, digits, "
+            f"'.', '_' or '-', starting with a letter or digit"
+        )
+    return name
+
+
+def check_alias(alias: str) -> str:
+    if not ALIAS_RE.match(alias) or alias == "latest":
+        raise Malformed(
+            f"alias {alias!r} is not allowed: aliases are 1-64 lowercase letters, digits, '.', "
+            f"'_' or '-', starting with a letter, and not 'latest' (which always means the newest)"
+        )
+    return alias
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(t: datetime) -> str:
+    if t.tzinfo is None:  # SQLite gives naive datetimes back; they were stored as UTC
+        t = t.replace(tzinfo=UTC)
+    return t.isoformat().replace("+00:00", "Z")
+
+
+def encode_cursor(value: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> Any:
+    try:
+        return json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except ValueError:
+        raise Malformed(f"cursor {cursor!r} is not one this server handed out") from None
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+class Registry:
+    """Models, their immutable numbered versions, aliases and weights, in one SQL database."""
+
+    def __init__(self, engine: Engine, limits: Limits | None = None):
+        self.engine = engine
+        self.limits = limits or Limits()
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn, conn.execution_options(**WRITE).begin():
+            yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    # -- register ----------------------------------------------------------------------
+
+    def register(
+        self, name: str, spec: Any, weights: bytes, description: str = ""
+    ) -> dict[str, Any]:
+        """Validate, then store a new version; returns its document."""
+        check_name(name)
+        arch = Architecture.from_spec(spec, self.limits)
+        arch.check_weights(load_npz(weights))
+        spec_sha, weights_sha = sha256(canonical_json(spec)), sha256(weights)
+        totals = arch.totals()
+        for attempt in range(5):
+            try:
+                with self._write() as conn:
+                    model_id = self._ensure_model(conn, name, description)
+                    number = (
+                        conn.execute(
+                            sa.update(models)
+                            .where(models.c.id == model_id)
+                            .values(next_version=models.c.next_version + 1)
+                            .returning(models.c.next_version)
+                        ).scalar_one()
+                        - 1
+                    )
+                    self._put_blob(conn, weights_sha, weights)
+                    conn.execute(
+                        sa.insert(versions).values(
+                            model_id=model_id,
+                            number=number,
+                            description=description,
+                            spec=spec,
+                            spec_sha256=spec_sha,
+                            weights_sha256=weights_sha,
+                            totals=totals,
+                            created_at=_now(),
+                        )
+                    )
+                return self.version(name, str(number))
+            except (IntegrityError, OperationalError):
+                # A concurrent writer won a race (the same new model name or blob, or a model
+                # deleted meanwhile); nothing of ours was kept, so try again from the start.
+                if attempt == 4:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _ensure_model(self, conn: Connection, name: str, description: str) -> int:
+        found = conn.execute(sa.select(models.c.id).where(models.c.name == name)).scalar()
+        if found is not None:
+            return found
+        insert = _insert(conn).values(name=name, description=description, created_at=_now())
+        conn.execute(insert.on_conflict_do_nothing(index_elements=["name"]))
+        return conn.execute(sa.select(models.c.id).where(models.c.name == name)).scalar_one()
+
+    def _put_blob(self, conn: Connection, digest: str, data: bytes) -> None:
+        stmt = _insert(conn, blobs).values(sha256=digest, size=len(data), data=data)
+        conn.execute(stmt.on_conflict_do_nothing(index_elements=["sha256"]))
+
+    # -- read --------------------------------------------------------------------------
+
+    def list_models(self, limit: int = 50, cursor: str | None = None) -> Page:
+        limit = max(1, min(limit, MAX_PAGE))
+        with self._read() as conn:
+            q = sa.select(models).order_by(models.c.name).limit(limit + 1)
+            if cursor:
+                q = q.where(models.c.name > str(decode_cursor(cursor)))
+            rows = conn.execute(q).mappings().all()
+            items = [self._model_summary(conn, r) for r in rows[:limit]]
+        more = len(rows) > limit
+        return Page(items, encode_cursor(rows[limit - 1]["name"]) if more else None)
+
+    def model(self, name: str) -> dict[str, Any]:
+        with self._read() as conn:
+            row = self._model_row(conn, name)
+            doc = self._model_summary(conn, row)
+            doc["versions"] = [
+                self._version_summary(v, doc["aliases"])
+                for v in conn.execute(
+                    sa.select(versions)
+                    .where(versions.c.model_id == row["id"])
+                    .order_by(versions.c.number)
+                ).mappings()
+            ]
+        return doc
+
+    def list_versions(self, name: str, limit: int = 50, cursor: str | None = None) -> Page:
+        limit = max(1, min(limit, MAX_PAGE))
+        with self._read() as conn:
+            row = self._model_row(conn, name)
+            alias_map = self._aliases(conn, row["id"])
+            q = (
+                sa.select(versions)
+                .where(versions.c.model_id == row["id"])
+                .order_by(versions.c.number)
+                .limit(limit + 1)
+            )
+            if cursor:
+                after = decode_cursor(cursor)
+                if not isinstance(after, int):
+                    raise Malformed(f"cursor {cursor!r} is not one this server handed out")
+                q = q.where(versions.c.number > after)
+            rows = conn.execute(q).mappings().all()
+        items = [self._version_summary(v, alias_map) for v in rows[:limit]]
+        more = len(rows) > limit
+        return Page(items, encode_cursor(rows[limit - 1]["number"]) if more else None)
+
+    def version(self, name: str, ref: str) -> dict[str, Any]:
+        with self._read() as conn:
+            model_row = self._model_row(conn, name)
+            v = self._resolve(conn, model_row, ref)
+            doc = self._version_summary(v, self._aliases(conn, model_row["id"]))
+        doc["model"] = name
+        doc["spec"] = v["spec"]
+        doc["labels"] = v["spec"].get("labels")
+        doc["input"] = v["spec"]["input"]
+        return doc
+
+    def spec(self, name: str, ref: str) -> tuple[int, int, dict[str, Any]]:
+        """(version id, number, spec) of a version: what the data plane needs to load it."""
+        with self._read() as conn:
+            v = self._resolve(conn, self._model_row(conn, name), ref)
+        return v["id"], v["number"], v["spec"]
+
+    def weights(self, name: str, ref: str) -> tuple[int, bytes, str]:
+        """(number, bytes, sha256) of a version's weights file, verified against its checksum."""
+        with self._read() as conn:
+            v = self._resolve(conn, self._model_row(conn, name), ref)
+            data = conn.execute(
+                sa.select(blobs.c.data).where(blobs.c.sha256 == v["weights_sha256"])
+            ).scalar_one()
+        data = bytes(data)
+        if sha256(data) != v["weights_sha256"]:
+            raise IntegrityFailure(
+                f"the stored weights of {name} version {v['number']} do not match their sha256"
+            )
+        return v["number"], data, v["weights_sha256"]
+
+    # -- delete and alias --------------------------------------------------------------
+
+    def delete_version(self, name: str, ref: str) -> None:
+        with self._write() as conn:
+            model_row = self._model_row(conn, name)
+            v = self._resolve(conn, model_row, ref)
+            held = [a for a, n in self._aliases(conn, model_row["id"]).items() if n == v["number"]]
+            if held:
+                raise Conflict(
+                    f"{name} version {v['number']} is what alias {', '.join(sorted(held))} "
+                    f"points at: move or delete the alias first"
+                )
+            conn.execute(sa.delete(versions).where(versions.c.id == v["id"]))
+            self._drop_orphan_blobs(conn, [v["weights_sha256"]])
+
+    def delete_model(self, name: str) -> None:
+        with self._write() as conn:
+            row = self._model_row(conn, name)
+            shas = list(
+                conn.execute(
+                    sa.select(versions.c.weights_sha256).where(versions.c.model_id == row["id"])
+                ).scalars()
+            )
+            conn.execute(sa.delete(aliases).where(aliases.c.model_id == row["id"]))
+            conn.execute(sa.delete(versions).where(versions.c.model_id == row["id"]))
+            conn.execute(sa.delete(models).where(models.c.id == row["id"]))
+            self._drop_orphan_blobs(conn, shas)
+
+    def set_alias(self, name: str, alias: str, number: int) -> dict[str, Any]:
+        check_alias(alias)
+        with self._write() as conn:
+            row = self._model_row(conn, name)
+            v = self._resolve(conn, row, str(number))
+            found = conn.execute(
+                sa.select(aliases.c.name).where(
+                    aliases.c.model_id == row["id"], aliases.c.name == alias
+                )
+            ).first()
+            values = {"version_id": v["id"], "updated_at": _now()}
+            if found:
+                conn.execute(
+                    sa.update(aliases)
+                    .where(aliases.c.model_id == row["id"], aliases.c.name == alias)
+                    .values(**values)
+                )
+            else:
+                conn.execute(sa.insert(aliases).values(model_id=row["id"], name=alias, **values))
+        return {"model": name, "alias": alias, "version": v["number"]}
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        with self._write() as conn:
+            row = self._model_row(conn, name)
+            gone = conn.execute(
+                sa.delete(aliases).where(aliases.c.model_id == row["id"], aliases.c.name == alias)
+            ).rowcount
+            if not gone:
+                raise NotFound(f"model {name} has no alias {alias!r}")
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _model_row(self, conn: Connection, name: str) -> sa.RowMapping:
+        row = conn.execute(sa.select(models).where(models.c.name == name)).mappings().first()
+        if row is None:
+            raise NotFound(f"no model named {name!r}")
+        return row
+
+    def _resolve(self, conn: Connection, model_row: sa.RowMapping, ref: str) -> sa.RowMapping:
+        """A version by number, `latest`, or alias."""
+        name = model_row["name"]
+        q = sa.select(versions).where(versions.c.model_id == model_row["id"])
+        if ref == "latest":
+            row = conn.execute(q.order_by(versions.c.number.desc()).limit(1)).mappings().first()
+            if row is None:
+                raise NotFound(f"model {name} has no versions")
+            return row
+        if ref.isdigit():
+            row = conn.execute(q.where(versions.c.number == int(ref))).mappings().first()
+            if row is None:
+                raise NotFound(f"model {name} has no version {ref}")
+            return row
+        row = (
+            conn.execute(
+                q.join(aliases, aliases.c.version_id == versions.c.id).where(
+                    aliases.c.model_id == model_row["id"], aliases.c.name == ref
+                )
+            )
+            .mappings()
+            .first()
+        )
+        if row is None:
+            raise NotFound(f"model {name} has no alias {ref!r} (nor is it a version number)")
+        return row
+
+    def _aliases(self, conn: Connection, model_id: int) -> dict[str, int]:
+        q = (
+            sa.select(aliases.c.name, versions.c.number)
+            .join(versions, versions.c.id == aliases.c.version_id)
+            .where(aliases.c.model_id == model_id)
+            .order_by(aliases.c.name)
+        )
+        return {a: n for a, n in conn.execute(q)}
+
+    def _model_summary(self, conn: Connection, row: sa.RowMapping) -> dict[str, Any]:
+        stats = conn.execute(
+            sa.select(sa.func.count(), sa.func.max(versions.c.number)).where(
+                versions.c.model_id == row["id"]
+            )
+        ).one()
+        return {
+            "name": row["name"],
+            "description": row["description"],
+            "created_at": _iso(row["created_at"]),
+            "version_count": stats[0],
+            "latest_version": stats[1],
+            "aliases": self._aliases(conn, row["id"]),
+        }
+
+    @staticmethod
+    def _version_summary(v: sa.RowMapping, alias_map: dict[str, int]) -> dict[str, Any]:
+        return {
+            "version": v["number"],
+            "description": v["description"],
+            "created_at": _iso(v["created_at"]),
+            "spec_sha256": v["spec_sha256"],
+            "weights_sha256": v["weights_sha256"],
+            "totals": v["totals"],
+            "aliases": sorted(a for a, n in alias_map.items() if n == v["number"]),
+        }
+
+    def _drop_orphan_blobs(self, conn: Connection, shas: list[str]) -> None:
+        for digest in set(shas):
+            still_used = conn.execute(
+                sa.select(versions.c.id).where(versions.c.weights_sha256 == digest).limit(1)
+            ).first()
+            if still_used is None:
+                conn.execute(sa.delete(blobs).where(blobs.c.sha256 == digest))
+
+
+def _insert(conn: Connection, table: sa.Table = models):  # noqa: ANN202 - dialect-specific
+    """INSERT with ON CONFLICT support for the connection's dialect (PostgreSQL or SQLite)."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table)

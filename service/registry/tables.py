@@ -1,0 +1,74 @@
+"""The registry's tables (SQLAlchemy Core). Alembic owns the schema: see migrations/."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(
+    naming_convention={
+        "pk": "pk_%(table_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ix": "ix_%(table_name)s_%(column_0_name)s",
+    }
+)
+
+models = sa.Table(
+    "models",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(64), nullable=False, unique=True),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    # The next version number to hand out; only ever grows, so numbers are never reused.
+    sa.Column("next_version", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Weights files, content-addressed: versions with identical weights share one blob.
+blobs = sa.Table(
+    "blobs",
+    metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+)
+
+versions = sa.Table(
+    "versions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "model_id", sa.Integer, sa.ForeignKey("models.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("spec", sa.JSON, nullable=False),
+    sa.Column("spec_sha256", sa.String(64), nullable=False),
+    sa.Column(
+        "weights_sha256", sa.String(64), sa.ForeignKey("blobs.sha256"), nullable=False, index=True
+    ),
+    sa.Column("totals", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("model_id", "number", name="uq_versions_model_number"),
+)
+
+aliases = sa.Table(
+    "aliases",
+    metadata,
+    sa.Column(
+        "model_id",
+        sa.Integer,
+        sa.ForeignKey("models.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("name", sa.String(64), primary_key=True),
+    # RESTRICT: a version cannot disappear from under an alias.
+    sa.Column(
+        "version_id",
+        sa.Integer,
+        sa.ForeignKey("versions.id", ondelete="RESTRICT"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
