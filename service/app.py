@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         MAX_CONTENT_LENGTH=settings.max_upload_bytes,
         MAX_FORM_MEMORY_SIZE=settings.max_upload_bytes,
     )
+    app.json.ensure_ascii = False  # messages say 6×3×5×5, readable in curl's output
     registry = Registry(make_engine(settings.database_url), settings.limits)
     app.extensions["convserve"] = Services(settings, registry)
     problems.init_app(app)

@@ -46,6 +46,15 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init_weights(args: argparse.Namespace) -> int:
+    from .weights import dump_npz
+
+    arch = Architecture.from_spec(_read_json(args.spec))
+    Path(args.output).write_bytes(dump_npz(arch.random_weights(args.seed)))
+    print(f"wrote {args.output}: He-initialised weights for {len(arch.weight_specs())} arrays")
+    return 0
+
+
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from .config import Settings
     from .registry.db import make_engine
@@ -87,6 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the table as JSON")
     p.add_argument("--explain", action="store_true", help="add a plain-words line per layer")
     p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser(
+        "init-weights",
+        help="write seeded random (He) weights for a spec, for dry runs",
+        description="Write an .npz of He-initialised weights (zero biases, identity batch-norm "
+        "statistics) that fits the spec: for trying the service before a model is trained.",
+    )
+    p.add_argument("spec", help="the spec JSON file, or - for standard input")
+    p.add_argument("-o", "--output", required=True, help="the .npz to write")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_init_weights)
 
     p = sub.add_parser("serve", help="run the HTTP service with gunicorn (HOST, PORT, ...)")
     p.set_defaults(func=cmd_serve)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 import zipfile
 from collections.abc import Mapping
 from typing import BinaryIO
@@ -13,6 +14,11 @@ from .errors import Problem, SpecError
 
 #: Default bound on the uncompressed size of all arrays in one file.
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
+
+# numpy parses every .npy header with ast.literal_eval, which CPython 3.11 (before the fix of
+# python/cpython#106905) can fail with a spurious "SystemError: AST constructor recursion depth
+# mismatch" when threads parse at once, as gunicorn's threaded workers do. Loads take turns.
+_NPY_LOCK = threading.Lock()
 
 
 def _bad(message: str) -> SpecError:
@@ -43,7 +49,7 @@ def load_npz(data: bytes | BinaryIO, max_bytes: int = DEFAULT_MAX_BYTES) -> dict
         ) from None
     buf.seek(0)
     try:
-        with np.load(buf, allow_pickle=False) as npz:
+        with _NPY_LOCK, np.load(buf, allow_pickle=False) as npz:
             return {name: npz[name] for name in npz.files}
     except ValueError as err:
         if "pickle" in str(err):

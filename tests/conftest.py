@@ -88,7 +88,7 @@ def make_app(db_url):
     apps = []
 
     def build(migrate: bool = True, **overrides):
-        app = create_app(Settings.from_env({}, database_url=db_url, **overrides))
+        app = create_app(Settings.from_env({}, **{"database_url": db_url, **overrides}))
         app.config["TESTING"] = True
         if migrate:
             upgrade(app.extensions["convserve"].registry.engine)

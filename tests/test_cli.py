@@ -85,3 +85,17 @@ def test_console_script_reads_stdin():
         check=True,
     )
     assert json.loads(run.stdout)["totals"]["params"] == 16_644
+
+
+def test_init_weights_writes_weights_that_fit(tmp_path, capsys):
+    out = tmp_path / "w.npz"
+    assert (
+        main(["init-weights", str(ROOT / "models" / "lenet.json"), "-o", str(out), "--seed", "3"])
+        == 0
+    )
+    arch = Architecture.from_spec(load_model_spec("lenet"))
+    from service.weights import load_npz
+
+    loaded = arch.check_weights(load_npz(out.read_bytes()))
+    assert set(loaded) == set(arch.random_weights(3))
+    assert (loaded["fc1.weight"] == arch.random_weights(3)["fc1.weight"]).all()

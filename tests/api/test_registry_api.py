@@ -27,7 +27,7 @@ def assert_problem(resp, status, *fragments):
     assert resp.mimetype == PROBLEM
     body = resp.get_json()
     assert body["status"] == status and body["title"] and body["type"]
-    text = json.dumps(body)
+    text = json.dumps(body, ensure_ascii=False)
     assert "Traceback" not in text
     for f in fragments:
         assert f in text, (f, body)

@@ -1,0 +1,95 @@
+"""The real thing: `make serve` (migrations, then gunicorn with 2 workers) on a free port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from tests.conftest import ROOT, lenet_weights, load_model_spec
+
+PARALLEL = 20
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(db_url, tmp_path):
+    port = free_port()
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "DATABASE_URL": db_url,
+        "WEB_CONCURRENCY": "2",
+    }
+    env.pop("CONVSERVE_ADMIN_TOKEN", None)
+    log = open(tmp_path / "server.log", "w+")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        ["make", "-s", "serve"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                pytest.fail(f"make serve did not become ready:\n{log.read()[-3000:]}")
+            time.sleep(0.2)
+        yield base, log
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+        log.close()
+
+
+def test_make_serve_registers_and_inspects_over_http(server):
+    base, log = server
+    spec = (ROOT / "models" / "lenet.json").read_bytes()
+    resp = requests.post(
+        f"{base}/v1/models/lenet/versions",
+        files={"spec": ("lenet.json", spec), "weights": ("w.npz", lenet_weights())},
+        timeout=30,
+    )
+    assert resp.status_code == 201, resp.text
+    assert resp.headers["Location"] == "/v1/models/lenet/versions/1"
+    table = requests.get(f"{base}/v1/models/lenet/versions/1/layers", timeout=10).json()
+    assert [r["params"] for r in table["layers"] if r["params"]] == [78, 456, 15_100, 1_010]
+    assert requests.get(f"{base}/openapi.json", timeout=10).json()["info"]["title"] == "convserve"
+    log.seek(0)
+    assert "registry writes are accepted without a token" in log.read()
+
+
+def test_parallel_registrations_across_workers(server):
+    base, _ = server
+    spec = (ROOT / "models" / "lenet.json").read_bytes()
+
+    def post(i: int) -> requests.Response:
+        files = {"spec": ("lenet.json", spec), "weights": ("w.npz", lenet_weights(i))}
+        return requests.post(f"{base}/v1/models/race/versions", files=files, timeout=60)
+
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        responses = list(pool.map(post, range(PARALLEL)))
+    assert [r.status_code for r in responses] == [201] * PARALLEL, [r.text for r in responses]
+    assert sorted(r.json()["version"] for r in responses) == list(range(1, PARALLEL + 1))
+    listed = requests.get(f"{base}/v1/models/race/versions?limit=100", timeout=10).json()
+    assert len(listed["versions"]) == PARALLEL
+    assert (
+        load_model_spec("lenet") == requests.get(f"{base}/v1/models/race/versions/7").json()["spec"]
+    )
