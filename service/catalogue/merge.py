@@ -19,23 +19,29 @@ from .base import (
 from .registry import register
 
 
-def merged_rf(in_rfs: Sequence[ReceptiveField]) -> ReceptiveField:
-    """An output that combines several paths sees as far as the widest of them."""
-    return ReceptiveField(
-        tuple(max(sizes) for sizes in zip(*(r.size for r in in_rfs), strict=True)),
-        tuple(max(strides) for strides in zip(*(r.stride for r in in_rfs), strict=True)),
-    )
-
-
 def _listing(sources: Sequence[Source]) -> str:
     return ", ".join(f"{s} produces {fmt_shape(s.shape)}" for s in sources)
 
 
-@register
-class Add(LayerType):
-    type_name = "add"
+class Merge(LayerType):
+    """Combines two or more inputs into one output."""
+
     family = "merge"
     arity = (2, None)
+
+    def receptive_field(
+        self, layer: Layer, in_rfs: Sequence[ReceptiveField], in_shapes: Sequence[Shape]
+    ) -> ReceptiveField:
+        """An output that combines several paths sees as far as the widest of them."""
+        return ReceptiveField(
+            tuple(max(sizes) for sizes in zip(*(r.size for r in in_rfs), strict=True)),
+            tuple(max(strides) for strides in zip(*(r.stride for r in in_rfs), strict=True)),
+        )
+
+
+@register
+class Add(Merge):
+    type_name = "add"
 
     def output_shape(self, layer: Layer, sources: Sequence[Source]) -> Shape:
         shapes = {s.shape for s in sources}
@@ -48,11 +54,6 @@ class Add(LayerType):
                 )
             )
         return sources[0].shape
-
-    def receptive_field(
-        self, layer: Layer, in_rfs: Sequence[ReceptiveField], in_shapes: Sequence[Shape]
-    ) -> ReceptiveField:
-        return merged_rf(in_rfs)
 
     def explain(
         self, layer: Layer, in_shapes: Sequence[Shape], out_shape: Shape, params: int
@@ -72,10 +73,8 @@ class Add(LayerType):
 
 
 @register
-class Concat(LayerType):
+class Concat(Merge):
     type_name = "concat"
-    family = "merge"
-    arity = (2, None)
 
     def output_shape(self, layer: Layer, sources: Sequence[Source]) -> Shape:
         rest = {s.shape[1:] for s in sources}
@@ -88,11 +87,6 @@ class Concat(LayerType):
                 )
             )
         return (sum(s.shape[0] for s in sources), *sources[0].shape[1:])
-
-    def receptive_field(
-        self, layer: Layer, in_rfs: Sequence[ReceptiveField], in_shapes: Sequence[Shape]
-    ) -> ReceptiveField:
-        return merged_rf(in_rfs)
 
     def explain(
         self, layer: Layer, in_shapes: Sequence[Shape], out_shape: Shape, params: int
