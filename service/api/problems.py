@@ -92,10 +92,10 @@ def init_app(app: Flask) -> None:
         detail = err.description or err.name
         if errors:
             detail = "; ".join(x["message"] for x in errors)
-        resp = problem(status, err.name, detail, errors=errors)
-        if status == 405 and err.get_response().headers.get("Allow"):
-            resp.headers["Allow"] = err.get_response().headers["Allow"]
-        return resp
+        allow = err.get_response().headers.get("Allow") if status == 405 else None
+        return problem(
+            status, err.name, detail, errors=errors, headers={"Allow": allow} if allow else None
+        )
 
     @app.errorhandler(Exception)
     def _unexpected(err: Exception) -> Response:
