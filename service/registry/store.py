@@ -87,6 +87,17 @@ class Page:
     next_cursor: str | None
 
 
+def page_size(limit: int) -> int:
+    return max(1, min(limit, MAX_PAGE))
+
+
+def paged(rows: list[Any], limit: int, key: str, items: list[dict[str, Any]]) -> Page:
+    """Keyset pagination: `rows` was fetched with limit + 1, so one more row means another page,
+    whose cursor is the key of the last row shown."""
+    more = len(rows) > limit
+    return Page(items, encode_cursor(rows[limit - 1][key]) if more else None)
+
+
 class Registry:
     """Models, their immutable numbered versions, aliases and weights, in one SQL database."""
 
@@ -164,15 +175,14 @@ class Registry:
     # -- read --------------------------------------------------------------------------
 
     def list_models(self, limit: int = 50, cursor: str | None = None) -> Page:
-        limit = max(1, min(limit, MAX_PAGE))
+        limit = page_size(limit)
         with self._read() as conn:
             q = sa.select(models).order_by(models.c.name).limit(limit + 1)
             if cursor:
                 q = q.where(models.c.name > str(decode_cursor(cursor)))
             rows = conn.execute(q).mappings().all()
             items = [self._model_summary(conn, r) for r in rows[:limit]]
-        more = len(rows) > limit
-        return Page(items, encode_cursor(rows[limit - 1]["name"]) if more else None)
+        return paged(rows, limit, "name", items)
 
     def model(self, name: str) -> dict[str, Any]:
         with self._read() as conn:
@@ -189,7 +199,7 @@ class Registry:
         return doc
 
     def list_versions(self, name: str, limit: int = 50, cursor: str | None = None) -> Page:
-        limit = max(1, min(limit, MAX_PAGE))
+        limit = page_size(limit)
         with self._read() as conn:
             row = self._model_row(conn, name)
             alias_map = self._aliases(conn, row["id"])
@@ -206,8 +216,7 @@ class Registry:
                 q = q.where(versions.c.number > after)
             rows = conn.execute(q).mappings().all()
         items = [self._version_summary(v, alias_map) for v in rows[:limit]]
-        more = len(rows) > limit
-        return Page(items, encode_cursor(rows[limit - 1]["number"]) if more else None)
+        return paged(rows, limit, "number", items)
 
     def version(self, name: str, ref: str) -> dict[str, Any]:
         with self._read() as conn:
