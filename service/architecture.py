@@ -47,6 +47,9 @@ class Limits:
 
 # ---------------------------------------------------------------------------------- schemas
 
+#: Resampling filters a spec may name for its resize (Pillow's; torchvision's default first).
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos", "box", "hamming")
+
 
 def _ints(n: int) -> fields.List:
     return fields.List(
@@ -61,6 +64,7 @@ class PreprocessSchema(Schema):
 
     color = fields.String(validate=validate.OneOf(["L", "RGB"]))
     resize = _ints(2)
+    interpolation = fields.String(validate=validate.OneOf(list(INTERPOLATIONS)))
     resize_shorter = fields.Integer(strict=True, validate=validate.Range(min=1))
     center_crop = _ints(2)
     scale = fields.Float(allow_nan=False)
@@ -107,6 +111,39 @@ class SpecSchema(Schema):
     output = fields.String()
     description = fields.String()
     metadata = fields.Dict(keys=fields.String())
+
+
+def image_preprocess(input_: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The full image pipeline of a validated `input`, every default filled in; None when the
+    input is not an image ([1 or 3, H, W]).
+
+    Steps, in order: decode, apply EXIF orientation, convert to `color`, `resize` to [H, W] (or
+    `resize_shorter` keeping the aspect ratio), `center_crop`, multiply by `scale`, subtract
+    `mean` and divide by `std` per channel, channels first. Without `preprocess`, images must
+    already have the input's size and are scaled to [0, 1], as torchvision's ToTensor does.
+    """
+    shape = list(input_["shape"])
+    if len(shape) != 3 or shape[0] not in (1, 3):
+        return None
+    pre = dict(input_.get("preprocess") or {})
+    c = shape[0]
+    out: dict[str, Any] = {"color": pre.get("color") or ("L" if c == 1 else "RGB")}
+    for key in ("resize", "resize_shorter", "center_crop"):
+        if key in pre:
+            out[key] = pre[key]
+    if "resize" in out or "resize_shorter" in out:
+        out["interpolation"] = pre.get("interpolation", INTERPOLATIONS[0])
+    out["scale"] = pre.get("scale", 1 / 255)
+    out["mean"] = _per_channel(pre.get("mean"), 0.0, c)
+    out["std"] = _per_channel(pre.get("std"), 1.0, c)
+    out["size"] = shape[1:]
+    out["layout"] = "CHW"
+    return out
+
+
+def _per_channel(values: list[float] | None, default: float, channels: int) -> list[float]:
+    vals = [float(v) for v in values or [default]]
+    return vals * channels if len(vals) == 1 else vals
 
 
 def _flatten_messages(messages: Any, prefix: str = "") -> list[tuple[str, str]]:
@@ -214,8 +251,24 @@ class Architecture:
         return self.spec["input"].get("preprocess")
 
     @property
+    def image_preprocess(self) -> dict[str, Any] | None:
+        """The full image pipeline (see `image_preprocess`), or None when inputs are not images."""
+        return image_preprocess(self.spec["input"])
+
+    @property
     def output_shape(self) -> Shape:
         return self.by_name[self.output].out_shape
+
+    @property
+    def num_classes(self) -> int | None:
+        """K when the output is a vector of K class scores (K, or K×1×…×1); else None."""
+        shape = self.output_shape
+        return shape[0] if all(d == 1 for d in shape[1:]) else None
+
+    @property
+    def yields_probabilities(self) -> bool:
+        """The output layer already gives probabilities (it is a softmax)."""
+        return self.by_name[self.output].kind.yields_probabilities
 
     def weight_specs(self) -> dict[str, WeightSpec]:
         """Every array the weights file holds, by its name `<layer>.<suffix>`."""
@@ -579,7 +632,7 @@ class _Builder:
     def _labels(self, labels: list[str] | None, output: str, out: Shape) -> None:
         if labels is None:
             return
-        if len(out) != 1:
+        if any(d != 1 for d in out[1:]):  # K class scores may keep singleton axes (K×1×1)
             self.fail(
                 None,
                 "labels",

@@ -119,6 +119,7 @@ class Softmax(LayerType):
 
     type_name = "softmax"
     family = "activation"
+    yields_probabilities = True
 
     def explain(
         self, layer: Layer, in_shapes: Sequence[Shape], out_shape: Shape, params: int

@@ -206,6 +206,9 @@ class LayerType:
     #: The output may be a view of the input (same memory), so it must not be overwritten while
     #: the input is still read elsewhere.
     view: ClassVar[bool] = False
+    #: Its output along the class axis is already a probability distribution (sums to 1), so a
+    #: classifier ending with it needs no softmax on top.
+    yields_probabilities: ClassVar[bool] = False
 
     # Shapes -------------------------------------------------------------------------------
 

@@ -1,0 +1,177 @@
+"""Image bytes → preprocessed float32 arrays, as a spec's `input.preprocess` says (Pillow).
+
+The pipeline is torchvision's classic one, so a model trained with
+`Resize → CenterCrop → ToTensor → Normalize` sees the same numbers here: decode, apply the EXIF
+orientation, convert to `L` or `RGB`, resize (antialiased, as PIL does), center-crop (padding with
+zeros when the image is smaller), multiply by `scale`, subtract `mean` and divide by `std` per
+channel, channels first. `Architecture.image_preprocess` gives the pipeline with its defaults.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+
+from .errors import InvalidInput, TooLarge
+
+#: What Pillow may decode here; its other formats (EPS, PSD, …) are not offered to untrusted input.
+FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
+#: Pillow's own decompression-bomb threshold (about 0.25 GiB as 24-bit RGB).
+DEFAULT_MAX_PIXELS = 89_478_485
+
+_RESAMPLE = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+    "box": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
+}
+
+
+def set_pillow_pixel_limit(max_pixels: int) -> None:
+    """Make Pillow's own decompression-bomb guard agree with the configured limit (process-wide).
+
+    Its warning for images just over the limit is silenced: the pipeline refuses them itself,
+    with a 413 naming the file.
+    """
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
+@dataclass(frozen=True)
+class ImagePipeline:
+    color: str  # "L" or "RGB"
+    size: tuple[int, int]  # (H, W) the model takes
+    resize: tuple[int, int] | None
+    resize_shorter: int | None
+    center_crop: tuple[int, int] | None
+    interpolation: str
+    scale: float
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    @classmethod
+    def from_description(
+        cls, pre: Mapping[str, Any], max_pixels: int = DEFAULT_MAX_PIXELS
+    ) -> ImagePipeline:
+        """From `Architecture.image_preprocess` (every default already filled in)."""
+
+        def pair(key: str) -> tuple[int, int] | None:
+            return tuple(pre[key]) if key in pre else None  # type: ignore[return-value]
+
+        return cls(
+            color=pre["color"],
+            size=tuple(pre["size"]),  # type: ignore[arg-type]
+            resize=pair("resize"),
+            resize_shorter=pre.get("resize_shorter"),
+            center_crop=pair("center_crop"),
+            interpolation=pre.get("interpolation", "bilinear"),
+            scale=float(pre["scale"]),
+            mean=tuple(pre["mean"]),
+            std=tuple(pre["std"]),
+            max_pixels=max_pixels,
+        )
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.color == "L" else 3
+
+    def batch(self, images: Sequence[tuple[str, bytes]]) -> np.ndarray:
+        """(N, C, H, W) float32 for N named images, in order; errors name the image."""
+        h, w = self.size
+        out = np.empty((len(images), self.channels, h, w), np.float32)
+        for i, (name, data) in enumerate(images):
+            out[i] = self(data, name)
+        return out
+
+    def __call__(self, data: bytes, name: str = "the image") -> np.ndarray:
+        """One image as (C, H, W) float32."""
+        img = self._pixels(self._decode(data, name), name)
+        h, w = self.size
+        if img.size != (w, h):
+            iw, ih = img.size
+            hint = (
+                f"send {h}×{w} images or add a resize to the spec's input.preprocess"
+                if self.resize is None and self.center_crop is None
+                else "its preprocessing does not reach the input size"
+            )
+            raise InvalidInput(
+                f"{name} is {ih}×{iw} (height×width) after preprocessing, but the model takes "
+                f"{h}×{w} images: {hint}"
+            )
+        arr = np.asarray(img, dtype=np.float32)
+        arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+        # (x·scale − mean) / std as one multiply-add per value.
+        a = np.asarray([self.scale / s for s in self.std], np.float32)[:, None, None]
+        b = np.asarray([-m / s for m, s in zip(self.mean, self.std, strict=True)], np.float32)
+        return arr * a + b[:, None, None]
+
+    # -- steps -------------------------------------------------------------------------
+
+    def _decode(self, data: bytes, name: str) -> Image.Image:
+        if not data:
+            raise InvalidInput(f"{name} is empty")
+        try:
+            img = Image.open(io.BytesIO(data), formats=FORMATS)
+        except UnidentifiedImageError:
+            raise InvalidInput(
+                f"{name} is not an image convserve can read (PNG, JPEG, BMP, GIF, TIFF or WebP)"
+            ) from None
+        except Image.DecompressionBombError as err:
+            raise TooLarge(f"{name}: {err}") from None
+        w, h = img.size
+        if w * h > self.max_pixels:
+            raise TooLarge(
+                f"{name} is {w}×{h} = {w * h:,} pixels; images may have at most "
+                f"{self.max_pixels:,} (CONVSERVE_MAX_IMAGE_PIXELS)"
+            )
+        try:
+            img.load()  # the first frame of a GIF or multi-page TIFF
+            if img.getexif().get(ExifTags.Base.Orientation, 1) != 1:
+                img = ImageOps.exif_transpose(img)  # as the camera held it
+            return img
+        except (OSError, ValueError, SyntaxError, EOFError) as err:
+            raise InvalidInput(f"{name}: the {img.format} data cannot be decoded ({err})") from None
+
+    def _pixels(self, img: Image.Image, name: str) -> Image.Image:
+        if img.mode.startswith("I;16"):
+            # 16-bit grey: keep the top 8 bits (Pillow's own conversion would clip at 255).
+            img = Image.fromarray((np.asarray(img, dtype=np.uint16) >> 8).astype(np.uint8))
+        if img.mode != self.color:
+            img = img.convert(self.color)
+        resample = _RESAMPLE[self.interpolation]
+        if self.resize is not None:
+            h, w = self.resize
+            if img.size != (w, h):
+                img = img.resize((w, h), resample)
+        elif self.resize_shorter is not None:
+            img = _resize_shorter(img, self.resize_shorter, resample)
+        if self.center_crop is not None:
+            img = _center_crop(img, *self.center_crop)
+        return img
+
+
+def _resize_shorter(img: Image.Image, size: int, resample: Image.Resampling) -> Image.Image:
+    """The shorter side becomes `size`, the longer keeps the aspect ratio (torchvision's rule)."""
+    w, h = img.size
+    if min(w, h) == size:
+        return img
+    if w <= h:
+        return img.resize((size, int(size * h / w)), resample)
+    return img.resize((int(size * w / h), size), resample)
+
+
+def _center_crop(img: Image.Image, ch: int, cw: int) -> Image.Image:
+    """torchvision's center crop: zero padding first where the image is smaller than the crop."""
+    w, h = img.size
+    top = -((ch - h) // 2) if ch > h else int(round((h - ch) / 2.0))
+    left = -((cw - w) // 2) if cw > w else int(round((w - cw) / 2.0))
+    return img.crop((left, top, left + cw, top + ch))  # Pillow fills outside pixels with 0
