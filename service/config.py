@@ -8,6 +8,9 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .architecture import Limits
+from .imaging import DEFAULT_MAX_PIXELS
+
+MiB = 1024 * 1024
 
 
 def _int(env: dict[str, str], key: str, default: int) -> int:
@@ -36,7 +39,16 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     #: Largest request body accepted (weights of VGG-16 are 528 MiB as float32 .npz).
-    max_upload_bytes: int = 600 * 1024 * 1024
+    max_upload_bytes: int = 600 * MiB
+    #: Compiled models each worker keeps in memory (LRU beyond it).
+    model_cache_bytes: int = 1024 * MiB
+    #: Activations one chunk of a batch may take; bigger batches run in chunks.
+    batch_bytes: int = 256 * MiB
+    #: Images or instances in one request.
+    max_batch: int = 256
+    max_image_pixels: int = DEFAULT_MAX_PIXELS
+    #: Models each worker loads at start: "name" (its default version) or "name:ref".
+    warmup: tuple[str, ...] = ()
     limits: Limits = field(
         default_factory=lambda: Limits(
             max_layers=2_000, max_tensor_elements=64 * 1024 * 1024, max_macs=200_000_000_000
@@ -60,6 +72,13 @@ class Settings:
             host=env.get("HOST") or d.host,
             port=_int(env, "PORT", d.port),
             max_upload_bytes=_int(env, "CONVSERVE_MAX_UPLOAD_BYTES", d.max_upload_bytes),
+            model_cache_bytes=_int(env, "CONVSERVE_MODEL_CACHE_BYTES", d.model_cache_bytes),
+            batch_bytes=_int(env, "CONVSERVE_BATCH_BYTES", d.batch_bytes),
+            max_batch=_int(env, "CONVSERVE_MAX_BATCH", d.max_batch),
+            max_image_pixels=_int(env, "CONVSERVE_MAX_IMAGE_PIXELS", d.max_image_pixels),
+            warmup=tuple(
+                filter(None, (m.strip() for m in env.get("CONVSERVE_WARMUP", "").split(",")))
+            ),
             limits=limits,
         )
         names = {f.name for f in fields(cls)}

@@ -10,6 +10,7 @@ overwrites its input when nothing else can still see that memory.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -18,6 +19,9 @@ import numpy as np
 from service.architecture import Architecture, Node
 from service.catalogue.base import Op
 from service.errors import InvalidInput
+
+#: Capturing plans kept per plan (each capture set compiles one; a client may ask for any layer).
+MAX_VARIANTS = 8
 
 
 @dataclass(frozen=True)
@@ -52,8 +56,10 @@ class Plan:
         if unknown:
             raise InvalidInput(f"no layer named {', '.join(sorted(map(repr, unknown)))}")
         self.fold_batchnorm = fold_batchnorm
+        self.nbytes = 0  # memory held by weights, the originals and any folded copies
         self.steps = self._compile()
         self._variants: dict[frozenset[str], Plan] = {}
+        self._variants_lock = threading.Lock()  # run() may be called from several threads
 
     # -- compile ---------------------------------------------------------------------------
 
@@ -74,6 +80,8 @@ class Plan:
                     layer_w[producer.name] = new
                     folded_into[node.name] = producer.name
         producers_folded = {p: bn for bn, p in folded_into.items()}
+        held = [*self.weights.values(), *(a for w in layer_w.values() for a in w.values())]
+        self.nbytes = sum({id(a): a.nbytes for a in held}.values())
 
         raw: list[tuple[str, Op, tuple[str, ...], Node]] = []
         for node in arch.nodes:
@@ -156,13 +164,17 @@ class Plan:
     __call__ = run
 
     def _variant(self, keep: frozenset[str]) -> Plan:
-        """A plan that keeps more layers' outputs (no folding hides them); built once."""
+        """A plan that keeps more layers' outputs (no folding hides them); the last few are kept."""
         keep = keep | self.keep
-        if keep not in self._variants:
-            self._variants[keep] = Plan(
-                self.arch, self.weights, keep=keep, fold_batchnorm=self.fold_batchnorm
-            )
-        return self._variants[keep]
+        with self._variants_lock:
+            variant = self._variants.pop(keep, None)
+            if variant is None:
+                # Unfolded, so it shares this plan's weights instead of holding folded copies.
+                variant = Plan(self.arch, self.weights, keep=keep, fold_batchnorm=False)
+            self._variants[keep] = variant  # most recently used last
+            while len(self._variants) > MAX_VARIANTS:
+                del self._variants[next(iter(self._variants))]
+            return variant
 
 
 def compile_plan(

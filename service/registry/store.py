@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from service.architecture import Architecture, Limits
+from service.architecture import Architecture, Limits, image_preprocess
 from service.errors import Conflict, IntegrityFailure, Malformed, NotFound
 from service.weights import load_npz
 
@@ -96,6 +96,26 @@ def paged(rows: list[Any], limit: int, key: str, items: list[dict[str, Any]]) ->
     whose cursor is the key of the last row shown."""
     more = len(rows) > limit
     return Page(items, encode_cursor(rows[limit - 1][key]) if more else None)
+
+
+#: The alias that unversioned predict and infer requests follow (else the newest version).
+DEFAULT_ALIAS = "default"
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """One version as a request resolved it. `id` and both hashes name its content for good."""
+
+    model: str
+    number: int
+    id: int
+    spec_sha256: str
+    weights_sha256: str
+
+    @property
+    def key(self) -> tuple[int, str, str]:
+        # SQLite may hand a deleted row's id to a new version, so the hashes are part of the key.
+        return (self.id, self.spec_sha256, self.weights_sha256)
 
 
 class Registry:
@@ -227,6 +247,7 @@ class Registry:
         doc["spec"] = v["spec"]
         doc["labels"] = v["spec"].get("labels")
         doc["input"] = v["spec"]["input"]
+        doc["preprocess"] = image_preprocess(v["spec"]["input"])
         return doc
 
     def spec(self, name: str, ref: str) -> tuple[int, int, dict[str, Any]]:
@@ -234,6 +255,40 @@ class Registry:
         with self._read() as conn:
             v = self._resolve(conn, self._model_row(conn, name), ref)
         return v["id"], v["number"], v["spec"]
+
+    def resolve(self, name: str, ref: str | None = None) -> Resolved:
+        """Which version `ref` names right now (None: alias `default`, else the newest).
+
+        The answer is good for one request only: aliases move.
+        """
+        with self._read() as conn:
+            v = self._resolve(conn, self._model_row(conn, name), ref)
+        return Resolved(name, v["number"], v["id"], v["spec_sha256"], v["weights_sha256"])
+
+    def version_numbers(self, name: str) -> list[int]:
+        """Every version number of a model, oldest first."""
+        with self._read() as conn:
+            model_id = self._model_row(conn, name)["id"]
+            q = sa.select(versions.c.number).where(versions.c.model_id == model_id)
+            return list(conn.execute(q.order_by(versions.c.number)).scalars())
+
+    def load(self, version: Resolved) -> tuple[dict[str, Any], bytes]:
+        """The spec and the verified weights file of a resolved version."""
+        with self._read() as conn:
+            row = conn.execute(
+                sa.select(versions.c.spec, blobs.c.data)
+                .join(blobs, blobs.c.sha256 == versions.c.weights_sha256)
+                .where(versions.c.id == version.id)
+            ).first()
+        if row is None:
+            raise NotFound(f"{version.model} version {version.number} was deleted meanwhile")
+        data = bytes(row.data)
+        if sha256(data) != version.weights_sha256:
+            raise IntegrityFailure(
+                f"the stored weights of {version.model} version {version.number} do not match "
+                f"their sha256"
+            )
+        return row.spec, data
 
     def weights(self, name: str, ref: str) -> tuple[int, bytes, str]:
         """(number, bytes, sha256) of a version's weights file, verified against its checksum."""
@@ -319,10 +374,18 @@ class Registry:
             raise NotFound(f"no model named {name!r}")
         return row
 
-    def _resolve(self, conn: Connection, model_row: sa.RowMapping, ref: str) -> sa.RowMapping:
-        """A version by number, `latest`, or alias."""
+    def _resolve(
+        self, conn: Connection, model_row: sa.RowMapping, ref: str | None
+    ) -> sa.RowMapping:
+        """A version by number, `latest`, or alias; None: alias `default`, else the newest."""
         name = model_row["name"]
         q = sa.select(versions).where(versions.c.model_id == model_row["id"])
+        if ref is None:
+            by_alias = q.join(aliases, aliases.c.version_id == versions.c.id).where(
+                aliases.c.model_id == model_row["id"], aliases.c.name == DEFAULT_ALIAS
+            )
+            row = conn.execute(by_alias).mappings().first()
+            return row if row is not None else self._resolve(conn, model_row, "latest")
         if ref == "latest":
             row = conn.execute(q.order_by(versions.c.number.desc()).limit(1)).mappings().first()
             if row is None:
