@@ -10,8 +10,10 @@ from . import __version__
 from .api import problems, register_blueprints
 from .api.parsing import ConvserveApi
 from .config import Settings
+from .imaging import set_pillow_pixel_limit
 from .registry.db import make_engine
 from .registry.store import Registry
+from .serving import DataPlane
 
 
 @dataclass
@@ -20,6 +22,7 @@ class Services:
 
     settings: Settings
     registry: Registry
+    serving: DataPlane
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -38,8 +41,17 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     app.json.ensure_ascii = False  # messages say 6×3×5×5, readable in curl's output
     registry = Registry(make_engine(settings.database_url), settings.limits)
-    app.extensions["convserve"] = Services(settings, registry)
+    serving = DataPlane(
+        registry,
+        cache_bytes=settings.model_cache_bytes,
+        batch_bytes=settings.batch_bytes,
+        max_batch=settings.max_batch,
+        max_image_pixels=settings.max_image_pixels,
+    )
+    set_pillow_pixel_limit(settings.max_image_pixels)
+    app.extensions["convserve"] = Services(settings, registry, serving)
     problems.init_app(app)
     api = ConvserveApi(app)
     register_blueprints(api)
+    serving.warm_up(settings.warmup)
     return app

@@ -2,61 +2,21 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
 from tests.conftest import ROOT, lenet_weights, load_model_spec
+from tests.live import live_server
 
 PARALLEL = 20
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server(db_url, tmp_path):
-    port = free_port()
-    env = {
-        **os.environ,
-        "PORT": str(port),
-        "HOST": "127.0.0.1",
-        "DATABASE_URL": db_url,
-        "WEB_CONCURRENCY": "2",
-    }
-    env.pop("CONVSERVE_ADMIN_TOKEN", None)
-    log = open(tmp_path / "server.log", "w+")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        ["make", "-s", "serve"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                pytest.fail(f"make serve did not become ready:\n{log.read()[-3000:]}")
-            time.sleep(0.2)
-        yield base, log
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-        log.close()
+    with live_server(db_url, tmp_path) as running:
+        yield running
 
 
 def test_make_serve_registers_and_inspects_over_http(server):

@@ -6,10 +6,10 @@ from flask_smorest import Api
 
 from service.architecture import SpecSchema
 
-from . import health, inspect, registry
+from . import health, inference, inspect, registry, v2
 
 
 def register_blueprints(api: Api) -> None:
     api.spec.components.schema("Spec", schema=SpecSchema)
-    for module in (health, registry, inspect):
+    for module in (health, registry, inference, inspect, v2):
         api.register_blueprint(module.blp)

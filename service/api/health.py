@@ -35,6 +35,12 @@ def healthz() -> dict[str, Any]:
 @blp.response(200, StatusSchema)
 def readyz() -> dict[str, Any]:
     """200 once the database answers and its schema is at the newest migration, else 503."""
+    check_ready()
+    return {"status": "ready"}
+
+
+def check_ready() -> None:
+    """Raise NotReady unless the database answers and its schema is the newest."""
     registry = current_app.extensions["convserve"].registry
     try:
         registry.ping()
@@ -47,4 +53,3 @@ def readyz() -> dict[str, Any]:
             f"the database schema is at revision {current or 'none'}, not {head}: "
             f"run 'convserve db upgrade'"
         )
-    return {"status": "ready"}

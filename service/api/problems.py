@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, Response, json
+from flask import Flask, Response, json, request
 from werkzeug.exceptions import HTTPException
 
 from service import errors as e
@@ -33,6 +34,30 @@ def register_status(cls: type[e.ConvserveError], status: int, slug: str) -> None
 
 
 PROBLEM_TYPE = "urn:convserve:problem:"
+
+#: (status, detail, headers) → response, for a URL prefix whose protocol has its own error body.
+Renderer = Callable[[int, str, dict[str, str] | None], Response]
+RENDERERS: dict[str, Renderer] = {}
+
+
+def register_renderer(prefix: str, renderer: Renderer) -> None:
+    """Answer errors under `prefix` (e.g. "/v2") with `renderer` instead of problem+json."""
+    RENDERERS[prefix.rstrip("/")] = renderer
+
+
+def _render(
+    status: int,
+    title: str,
+    detail: str,
+    slug: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    path = request.path
+    for prefix, renderer in RENDERERS.items():
+        if path == prefix or path.startswith(prefix + "/"):
+            return renderer(status, detail, headers)
+    return problem(status, title, detail, slug, errors, headers)
 
 
 def problem(
@@ -82,7 +107,7 @@ def init_app(app: Flask) -> None:
         headers = {"WWW-Authenticate": 'Bearer realm="convserve"'} if status == 401 else None
         if status == 500:
             log.error("%s: %s", type(err).__name__, err.detail)
-        return problem(status, err.title, err.detail, slug, errors, headers)
+        return _render(status, err.title, err.detail, slug, errors, headers)
 
     @app.errorhandler(HTTPException)
     def _http(err: HTTPException) -> Response:
@@ -93,11 +118,11 @@ def init_app(app: Flask) -> None:
         if errors:
             detail = "; ".join(x["message"] for x in errors)
         allow = err.get_response().headers.get("Allow") if status == 405 else None
-        return problem(
+        return _render(
             status, err.name, detail, errors=errors, headers={"Allow": allow} if allow else None
         )
 
     @app.errorhandler(Exception)
     def _unexpected(err: Exception) -> Response:
         log.exception("unhandled error")
-        return problem(500, "Internal Server Error", "the server failed; the error is logged")
+        return _render(500, "Internal Server Error", "the server failed; the error is logged")

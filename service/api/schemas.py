@@ -65,6 +65,14 @@ class VersionSchema(VersionSummarySchema):
     spec = fields.Dict()
     labels = fields.List(fields.String(), allow_none=True)
     input = fields.Dict(metadata={"description": "input name, shape and preprocessing"})
+    preprocess = fields.Dict(
+        allow_none=True,
+        metadata={
+            "description": "the full image pipeline with every default filled in (color, "
+            "resize, center_crop, interpolation, scale, per-channel mean and std, size, "
+            "layout), so a client can reproduce it; null when inputs are not images"
+        },
+    )
 
 
 class ModelSummarySchema(ma.Schema):
@@ -124,3 +132,76 @@ class LayerTableSchema(ma.Schema):
 
 class StatusSchema(ma.Schema):
     status = fields.String()
+
+
+# -- inference ---------------------------------------------------------------------------
+
+
+class PredictArgs(ma.Schema):
+    top_k = fields.Integer(
+        load_default=5,
+        validate=validate.Range(min=1),
+        metadata={"description": "classes per prediction, best first (clamped to the classes)"},
+    )
+
+
+class ActivationArgs(ma.Schema):
+    layer = fields.String(
+        required=True,
+        metadata={"description": "a layer name, or the input's name for the preprocessed input"},
+    )
+
+
+class ClassScoreSchema(ma.Schema):
+    index = fields.Integer()
+    label = fields.String()
+    probability = fields.Float()
+
+
+class PredictionSchema(ma.Schema):
+    top = fields.List(fields.Nested(ClassScoreSchema))
+
+
+class PredictResponseSchema(ma.Schema):
+    model = fields.String()
+    version = fields.Integer()
+    predictions = fields.List(
+        fields.Nested(PredictionSchema),
+        metadata={"description": "one per image or instance, in request order"},
+    )
+
+
+class ActivationsSchema(ma.Schema):
+    model = fields.String()
+    version = fields.Integer()
+    layer = fields.String()
+    shape = fields.List(fields.Integer(), metadata={"description": "batch axis excluded"})
+    data = fields.Raw(metadata={"description": "float32 values as nested lists of `shape`"})
+
+
+class InstancesSchema(ma.Schema):
+    instances = fields.List(
+        fields.Raw(),
+        required=True,
+        metadata={"description": "arrays in input.shape ([H, W] also for one-channel inputs)"},
+    )
+
+
+def bodies_doc(what: str) -> dict[str, Any]:
+    """The request bodies predict and activations accept, for the OpenAPI document."""
+    binary = {"type": "string", "format": "binary"}
+    return {
+        "required": True,
+        "description": what,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"image": {"type": "array", "items": binary}},
+                    "required": ["image"],
+                }
+            },
+            "image/*": {"schema": binary},
+            "application/json": {"schema": InstancesSchema},
+        },
+    }

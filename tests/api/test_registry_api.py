@@ -239,5 +239,5 @@ def test_unknown_things_are_404_naming_them(client):
     register(client)
     assert_problem(client.get("/v1/models/lenet/versions/9"), 404, "no version 9")
     assert_problem(client.get("/v1/models/lenet/versions/nope"), 404, "no alias 'nope'")
-    assert_problem(client.get("/v2/nothing/here"), 404)
+    assert_problem(client.get("/v1/nothing/here"), 404)
     assert_problem(client.patch("/v1/models/lenet"), 405)

@@ -1,0 +1,302 @@
+"""The Open Inference Protocol (KServe V2, as Triton speaks it) over HTTP/REST.
+
+`tritonclient.http` works unchanged: health, server and model metadata, model readiness, and
+`infer` with JSON `data` or the binary tensor extension (the client's default: a JSON header of
+`Inference-Header-Content-Length` bytes, then raw little-endian tensors), binary outputs, the
+classification extension and gzip/deflate request bodies. Errors are `{"error": "..."}`.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from typing import Any
+
+import numpy as np
+from flask import Response, current_app, request
+
+from service import __version__
+from service.errors import InvalidInput, Malformed, TooLarge, UnsupportedMedia
+from service.serving import DataPlane, LoadedModel
+
+from .health import check_ready
+from .parsing import ApiBlueprint
+from .problems import register_renderer
+
+blp = ApiBlueprint(
+    "v2",
+    __name__,
+    url_prefix="/v2",
+    description="Open Inference Protocol (KServe V2 / Triton HTTP), for tritonclient and KServe.",
+)
+
+HEADER_LENGTH = "Inference-Header-Content-Length"
+OUTPUT = "output"
+EXTENSIONS = ["binary_tensor_data", "classification"]
+
+
+def _error(status: int, detail: str, headers: dict[str, str] | None) -> Response:
+    # The protocol reports a request the server cannot use as 400, whatever the reason.
+    status = 400 if status in (415, 422) else status
+    resp = Response(json.dumps({"error": detail}), status=status, mimetype="application/json")
+    for k, v in (headers or {}).items():
+        resp.headers[k] = v
+    return resp
+
+
+register_renderer(blp.url_prefix, _error)
+
+
+def data_plane() -> DataPlane:
+    return current_app.extensions["convserve"].serving
+
+
+# -- health and metadata -----------------------------------------------------------------
+
+
+@blp.route("/health/live", methods=["GET"])
+def live() -> dict[str, Any]:
+    """200 while the server lives."""
+    return {"live": True}
+
+
+@blp.route("/health/ready", methods=["GET"])
+def ready() -> dict[str, Any]:
+    """200 once the registry database is ready, else 503."""
+    check_ready()
+    return {"ready": True}
+
+
+@blp.route("", methods=["GET"])
+def server_metadata() -> dict[str, Any]:
+    """Server name, version and protocol extensions."""
+    return {"name": "convserve", "version": __version__, "extensions": EXTENSIONS}
+
+
+@blp.route("/models/<name>", methods=["GET"])
+@blp.route("/models/<name>/versions/<version>", methods=["GET"])
+def model_metadata(name: str, version: str | None = None) -> dict[str, Any]:
+    """Inputs and outputs of a model (the version alias `default` names, else the newest)."""
+    dp = data_plane()
+    model = dp.model(name, version)
+    numbers = [model.number] if version else dp.registry.version_numbers(name)
+    arch = model.arch
+    return {
+        "name": model.name,
+        "versions": [str(n) for n in numbers],
+        "platform": "convserve_numpy",
+        "inputs": [{"name": arch.input_name, "datatype": "FP32", "shape": [-1, *arch.input_shape]}],
+        "outputs": [{"name": OUTPUT, "datatype": "FP32", "shape": [-1, *arch.output_shape]}],
+    }
+
+
+@blp.route("/models/<name>/ready", methods=["GET"])
+@blp.route("/models/<name>/versions/<version>/ready", methods=["GET"])
+def model_ready(name: str, version: str | None = None) -> dict[str, Any]:
+    """200 once the version is compiled into this worker's cache (it is loaded on the way)."""
+    model = data_plane().model(name, version)
+    return {"name": model.name, "version": str(model.number), "ready": True}
+
+
+# -- infer -------------------------------------------------------------------------------
+
+
+@blp.route("/models/<name>/infer", methods=["POST"])
+@blp.route("/models/<name>/versions/<version>/infer", methods=["POST"])
+@blp.doc(
+    requestBody={
+        "required": True,
+        "description": "the inference request JSON; with the binary tensor extension followed "
+        "by raw tensors, the JSON's length in the Inference-Header-Content-Length header",
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+)
+def infer(name: str, version: str | None = None) -> Response:
+    """Run one batch `[N, *input.shape]` of FP32; the output `output` is the last layer's values."""
+    dp = data_plane()
+    model = dp.model(name, version)
+    doc, binary = _read_request()
+    x = _input(dp, model, doc, binary)
+    outputs = _requested_outputs(model, doc)
+    y = dp.run(model, x)
+
+    entries, chunks = [], []
+    for out_name, as_binary, classes in outputs:
+        if classes:
+            arr = _classification(dp, model, y, classes)
+            entry = {"name": out_name, "datatype": "BYTES", "shape": list(arr.shape)}
+        else:
+            arr = y
+            entry = {"name": out_name, "datatype": "FP32", "shape": list(y.shape)}
+        if as_binary:
+            raw = _bytes_tensor(arr) if classes else arr.astype("<f4").tobytes()
+            entry["parameters"] = {"binary_data_size": len(raw)}
+            chunks.append(raw)
+        else:
+            entry["data"] = arr.ravel().tolist()
+        entries.append(entry)
+    body: dict[str, Any] = {"model_name": model.name, "model_version": str(model.number)}
+    if "id" in doc:
+        body["id"] = doc["id"]
+    body["outputs"] = entries
+    header = json.dumps(body).encode()
+    if not chunks:
+        return Response(header, mimetype="application/json")
+    resp = Response(header + b"".join(chunks), mimetype="application/octet-stream")
+    resp.headers[HEADER_LENGTH] = str(len(header))
+    return resp
+
+
+def _read_request() -> tuple[dict[str, Any], bytes]:
+    """(the JSON header, the binary tensors after it). The client sends no Content-Type."""
+    raw = _decompress(request.get_data(cache=False))
+    length = request.headers.get(HEADER_LENGTH)
+    if length is None:
+        header, binary = raw, b""
+    else:
+        try:
+            n = int(length)
+        except ValueError:
+            raise Malformed(f"{HEADER_LENGTH} must be an integer, not {length!r}") from None
+        if not 0 <= n <= len(raw):
+            raise Malformed(f"{HEADER_LENGTH} is {n} but the body has {len(raw)} bytes")
+        header, binary = raw[:n], raw[n:]
+    try:
+        doc = json.loads(header)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise Malformed(f"the inference request is not valid JSON: {err}") from None
+    if not isinstance(doc, dict):
+        raise Malformed("the inference request must be a JSON object")
+    return doc, binary
+
+
+def _decompress(raw: bytes) -> bytes:
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding == "identity":
+        return raw
+    wbits = {"gzip": 31, "deflate": 15}.get(encoding)
+    if wbits is None:
+        raise UnsupportedMedia(f"Content-Encoding {encoding!r} is not supported (gzip, deflate)")
+    limit = current_app.extensions["convserve"].settings.max_upload_bytes
+    inflater = zlib.decompressobj(wbits)
+    try:
+        out = inflater.decompress(raw, limit)
+    except zlib.error as err:
+        raise Malformed(f"the {encoding} body cannot be decompressed: {err}") from None
+    if inflater.unconsumed_tail:
+        raise TooLarge(f"the body decompresses to more than {limit} bytes")
+    return out
+
+
+def _input(dp: DataPlane, model: LoadedModel, doc: dict[str, Any], binary: bytes) -> np.ndarray:
+    arch = model.arch
+    inputs = doc.get("inputs")
+    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
+        raise InvalidInput(
+            f'the request must have "inputs": a list of one tensor, {arch.input_name!r}, as '
+            f"model {model.name!r} has one input"
+        )
+    inp = inputs[0]
+    name = inp.get("name")
+    if name != arch.input_name:
+        raise InvalidInput(
+            f"unexpected inference input {name!r} for model {model.name!r}: its input is "
+            f"{arch.input_name!r}"
+        )
+    if inp.get("datatype") != "FP32":
+        raise InvalidInput(
+            f"input {name!r} has datatype {inp.get('datatype')!r}; the model takes FP32"
+        )
+    shape = inp.get("shape")
+    want = list(arch.input_shape)
+    if (
+        not isinstance(shape, list)
+        or len(shape) != len(want) + 1
+        or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape)
+        or shape[1:] != want
+        or shape[0] < 0
+    ):
+        raise InvalidInput(f"input {name!r} has shape {shape}; the model takes [N, {_dims(want)}]")
+    dp.check_count(shape[0], "inputs")
+    count = int(np.prod(shape))
+    params = inp.get("parameters") or {}
+    if "shared_memory_region" in params:
+        raise InvalidInput("shared-memory tensors are not supported; send the data in the request")
+    if "binary_data_size" in params:
+        size = params["binary_data_size"]
+        if not isinstance(size, int) or size != len(binary) or size != count * 4:
+            raise InvalidInput(
+                f"input {name!r} of shape {shape} needs {count * 4} bytes of FP32, but "
+                f"binary_data_size is {size!r} and {len(binary)} bytes follow the JSON"
+            )
+        x = np.frombuffer(binary, dtype="<f4").reshape(shape).astype(np.float32)
+    elif "data" in inp:
+        if binary:
+            raise Malformed(f"{len(binary)} bytes follow the JSON but no input declares them")
+        try:
+            x = np.asarray(inp["data"], dtype=np.float32)
+        except (ValueError, TypeError):
+            raise InvalidInput(f"input {name!r}: data must be numbers (flat or nested)") from None
+        if x.size != count:
+            raise InvalidInput(
+                f"input {name!r} has shape {shape}, so {count} values, but data holds {x.size}"
+            )
+        x = x.reshape(shape)
+    else:
+        raise InvalidInput(f"input {name!r} has neither data nor parameters.binary_data_size")
+    return dp.finite(x)
+
+
+def _requested_outputs(model: LoadedModel, doc: dict[str, Any]) -> list[tuple[str, bool, int]]:
+    """(name, binary?, classification count) per output asked for; all outputs if none is."""
+    params = doc.get("parameters") or {}
+    binary_default = bool(params.get("binary_data_output", False))
+    requested = doc.get("outputs")
+    if requested is None:
+        return [(OUTPUT, binary_default, 0)]
+    if not isinstance(requested, list):
+        raise InvalidInput('"outputs" must be a list')
+    out = []
+    for item in requested:
+        name = item.get("name") if isinstance(item, dict) else None
+        if name != OUTPUT:
+            raise InvalidInput(
+                f"unexpected inference output {name!r} for model {model.name!r}: its output is "
+                f"{OUTPUT!r}"
+            )
+        p = item.get("parameters") or {}
+        classes = p.get("classification", 0)
+        if not isinstance(classes, int) or classes < 0:
+            raise InvalidInput(f"classification must be a class count, not {classes!r}")
+        out.append((name, bool(p.get("binary_data", binary_default)), classes))
+    return out
+
+
+def _classification(dp: DataPlane, model: LoadedModel, y: np.ndarray, count: int) -> np.ndarray:
+    """Triton's classification extension: "value:index[:label]" strings, best first."""
+    k = dp.check_classifier(model)
+    scores = y.reshape(len(y), k)
+    order = np.argsort(-scores, axis=1, kind="stable")[:, : min(count, k)]
+    labels = model.arch.labels
+    rows = [
+        [f"{s[i]:f}:{i}" + (f":{labels[i]}" if labels else "") for i in row]
+        for row, s in zip(order, scores, strict=True)
+    ]
+    return np.array(rows, dtype=object)
+
+
+def _bytes_tensor(arr: np.ndarray) -> bytes:
+    """BYTES elements, each as a 4-byte little-endian length and its UTF-8 bytes."""
+    parts = []
+    for s in arr.ravel():
+        b = s.encode()
+        parts.append(struct.pack("<I", len(b)) + b)
+    return b"".join(parts)
+
+
+def _dims(dims: list[int]) -> str:
+    return ", ".join(map(str, dims))

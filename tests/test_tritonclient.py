@@ -1,0 +1,143 @@
+"""The official tritonclient and curl against a live `make serve` (gunicorn, 2 workers)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import requests
+
+from service.architecture import Architecture
+from service.engine import compile_plan
+from service.weights import load_npz
+from tests.conftest import ROOT, lenet_weights, load_model_spec
+from tests.live import live_server
+
+httpclient = pytest.importorskip("tritonclient.http", reason="tritonclient[http] is a dev extra")
+from tritonclient.utils import InferenceServerException  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("triton")
+    with live_server(f"sqlite:///{tmp / 'registry.db'}", tmp) as (base, log):
+        spec = (ROOT / "models" / "lenet.json").read_bytes()
+        files = {"spec": ("lenet.json", spec), "weights": ("w.npz", lenet_weights())}
+        resp = requests.post(f"{base}/v1/models/lenet/versions", files=files, timeout=30)
+        assert resp.status_code == 201, resp.text
+        yield base, log
+
+
+@pytest.fixture
+def client(server):
+    base, _ = server
+    c = httpclient.InferenceServerClient(base.removeprefix("http://"))
+    yield c
+    c.close()
+
+
+def expected(x: np.ndarray) -> np.ndarray:
+    arch = Architecture.from_spec(load_model_spec("lenet"))
+    return compile_plan(arch, arch.check_weights(load_npz(lenet_weights()))).run(x)
+
+
+def lenet_input(x: np.ndarray, binary: bool = True):
+    inp = httpclient.InferInput("image", list(x.shape), "FP32")
+    inp.set_data_from_numpy(x, binary_data=binary)
+    return inp
+
+
+def test_health_and_metadata(client):
+    assert client.is_server_live() and client.is_server_ready()
+    assert client.is_model_ready("lenet") and client.is_model_ready("lenet", "1")
+    assert not client.is_model_ready("ghost")
+    assert client.get_server_metadata()["name"] == "convserve"
+    meta = client.get_model_metadata("lenet")
+    assert meta["inputs"] == [{"name": "image", "datatype": "FP32", "shape": [-1, 1, 32, 32]}]
+    assert meta["outputs"] == [{"name": "output", "datatype": "FP32", "shape": [-1, 10]}]
+    assert client.get_model_metadata("lenet", "1")["versions"] == ["1"]
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+def test_infer_binary_and_json(client, binary):
+    x = np.random.default_rng(0).standard_normal((4, 1, 32, 32)).astype(np.float32)
+    outputs = [httpclient.InferRequestedOutput("output", binary_data=binary)]
+    result = client.infer("lenet", [lenet_input(x, binary)], outputs=outputs, request_id="r1")
+    np.testing.assert_allclose(result.as_numpy("output"), expected(x), rtol=1e-5)
+    response = result.get_response()
+    assert response["model_version"] == "1" and response["id"] == "r1"
+
+
+def test_infer_with_the_clients_defaults_and_compression(client):
+    x = np.random.default_rng(1).standard_normal((1, 1, 32, 32)).astype(np.float32)
+    for algorithm in (None, "gzip", "deflate"):
+        result = client.infer(
+            "lenet", [lenet_input(x)], model_version="1", request_compression_algorithm=algorithm
+        )
+        np.testing.assert_allclose(result.as_numpy("output"), expected(x), rtol=1e-5)
+
+
+def test_classification(client):
+    x = np.random.default_rng(2).standard_normal((2, 1, 32, 32)).astype(np.float32)
+    outputs = [httpclient.InferRequestedOutput("output", class_count=3)]
+    got = client.infer("lenet", [lenet_input(x)], outputs=outputs).as_numpy("output")
+    assert got.shape == (2, 3)
+    want = np.argsort(-expected(x), axis=1, kind="stable")[:, :3]
+    assert [[int(s.decode().split(":")[1]) for s in row] for row in got] == want.tolist()
+
+
+def test_errors_reach_the_client_as_messages(client):
+    x = np.zeros((1, 1, 28, 28), np.float32)
+    with pytest.raises(InferenceServerException, match=r"takes \[N, 1, 32, 32\]") as info:
+        client.infer("lenet", [lenet_input(x)])
+    assert info.value.status() == "400"
+    with pytest.raises(InferenceServerException, match="no model named 'ghost'"):
+        client.infer("ghost", [lenet_input(x)])
+    with pytest.raises(InferenceServerException, match="unexpected inference input 'pixels'"):
+        inp = httpclient.InferInput("pixels", [1, 1, 32, 32], "FP32")
+        inp.set_data_from_numpy(np.zeros((1, 1, 32, 32), np.float32))
+        client.infer("lenet", [inp])
+
+
+def readme_block(language: str, marker: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    for block in re.findall(rf"```{language}\n(.*?)```", text, re.S):
+        if marker in block:
+            return block
+    raise AssertionError(f"README has no {language} block with {marker!r}")
+
+
+def test_the_readme_tritonclient_snippet_runs(server):
+    base, _ = server
+    code = readme_block("python", "tritonclient").replace("localhost:8000", base[7:])
+    assert len([line for line in code.splitlines() if line.strip()]) <= 6
+    env: dict = {}
+    exec(compile(code, "README.md", "exec"), env)  # noqa: S102 - our own README
+    assert env["result"].as_numpy("output").shape == (1, 10)
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_the_readme_curl_predict_runs(server):
+    base, _ = server
+    line = next(ln for ln in readme_block("sh", "/predict").splitlines() if "7.png " in ln)
+    cmd = line.replace("localhost:8000", base[7:])
+    out = subprocess.run(cmd, shell=True, cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert line.startswith("curl -F image=@models/examples/7.png "), line
+    body = json.loads(out.stdout)
+    assert body["model"] == "lenet" and len(body["predictions"][0]["top"]) == 5
+
+
+def test_predictions_across_both_workers_agree(server):
+    base, _ = server
+    image = (ROOT / "models" / "examples" / "7.png").read_bytes()
+    answers = {
+        requests.post(
+            f"{base}/v1/models/lenet/predict", files={"image": ("7.png", image)}, timeout=10
+        ).text
+        for _ in range(8)
+    }
+    assert len(answers) == 1
