@@ -259,11 +259,32 @@ class Registry:
     def resolve(self, name: str, ref: str | None = None) -> Resolved:
         """Which version `ref` names right now (None: alias `default`, else the newest).
 
-        The answer is good for one request only: aliases move.
+        The answer is good for one request only: aliases move. It runs on every prediction, so
+        the usual case is one query; only a miss takes the slower path that explains itself.
         """
+        cols = (versions.c.number, versions.c.id, versions.c.spec_sha256, versions.c.weights_sha256)
+        q = sa.select(*cols).join(models, models.c.id == versions.c.model_id)
+        q = q.where(models.c.name == name)
+        if ref is not None and ref.isdigit():
+            q = q.where(versions.c.number == int(ref))
+        elif ref == "latest":
+            q = q.order_by(versions.c.number.desc()).limit(1)
+        elif ref is not None:
+            aliased = sa.select(aliases.c.version_id).where(
+                aliases.c.name == ref, aliases.c.model_id == models.c.id
+            )
+            q = q.where(versions.c.id.in_(aliased))
+        else:  # alias `default` when it exists, else the newest
+            is_default = sa.exists().where(
+                aliases.c.version_id == versions.c.id, aliases.c.name == DEFAULT_ALIAS
+            )
+            q = q.order_by(sa.case((is_default, 0), else_=1), versions.c.number.desc()).limit(1)
         with self._read() as conn:
-            v = self._resolve(conn, self._model_row(conn, name), ref)
-        return Resolved(name, v["number"], v["id"], v["spec_sha256"], v["weights_sha256"])
+            row = conn.execute(q).first()
+            if row is None:  # say what is missing
+                self._resolve(conn, self._model_row(conn, name), ref)
+                raise AssertionError("unreachable: the slow path found what the query did not")
+        return Resolved(name, row.number, row.id, row.spec_sha256, row.weights_sha256)
 
     def version_numbers(self, name: str) -> list[int]:
         """Every version number of a model, oldest first."""

@@ -307,3 +307,13 @@ def test_softmax_is_applied_to_logits(client):
     want = softmax(logits, axis=1)[0]
     np.testing.assert_allclose([probs[i] for i in range(10)], want, rtol=1e-5)
     assert json.dumps(body)  # plain JSON numbers
+
+
+def test_warm_up_compiles_named_models_when_the_app_starts(make_app):
+    assert register(make_app().test_client()).status_code == 201
+    app = make_app(warmup=("lenet:1", "ghost"))
+    cache = app.extensions["convserve"].serving.cache
+    assert cache.entries == 1  # lenet compiled; the missing model was logged, not fatal
+    client = app.test_client()
+    assert client.post("/v1/models/lenet/predict", data=files(SEVEN)).status_code == 200
+    assert cache.entries == 1  # the request used the warmed plan
