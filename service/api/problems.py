@@ -35,8 +35,8 @@ def register_status(cls: type[e.ConvserveError], status: int, slug: str) -> None
 
 PROBLEM_TYPE = "urn:convserve:problem:"
 
-#: (status, detail, headers) → response, for a URL prefix whose protocol has its own error body.
-Renderer = Callable[[int, str, dict[str, str] | None], Response]
+#: Builds the error response: (status, title, detail, slug, errors, headers) → Response.
+Renderer = Callable[..., Response]
 RENDERERS: dict[str, Renderer] = {}
 
 
@@ -45,19 +45,12 @@ def register_renderer(prefix: str, renderer: Renderer) -> None:
     RENDERERS[prefix.rstrip("/")] = renderer
 
 
-def _render(
-    status: int,
-    title: str,
-    detail: str,
-    slug: str | None = None,
-    errors: list[dict[str, Any]] | None = None,
-    headers: dict[str, str] | None = None,
-) -> Response:
+def _renderer() -> Renderer:
     path = request.path
     for prefix, renderer in RENDERERS.items():
         if path == prefix or path.startswith(prefix + "/"):
-            return renderer(status, detail, headers)
-    return problem(status, title, detail, slug, errors, headers)
+            return renderer
+    return problem
 
 
 def problem(
@@ -107,7 +100,7 @@ def init_app(app: Flask) -> None:
         headers = {"WWW-Authenticate": 'Bearer realm="convserve"'} if status == 401 else None
         if status == 500:
             log.error("%s: %s", type(err).__name__, err.detail)
-        return _render(status, err.title, err.detail, slug, errors, headers)
+        return _renderer()(status, err.title, err.detail, slug, errors, headers)
 
     @app.errorhandler(HTTPException)
     def _http(err: HTTPException) -> Response:
@@ -118,11 +111,12 @@ def init_app(app: Flask) -> None:
         if errors:
             detail = "; ".join(x["message"] for x in errors)
         allow = err.get_response().headers.get("Allow") if status == 405 else None
-        return _render(
-            status, err.name, detail, errors=errors, headers={"Allow": allow} if allow else None
-        )
+        headers = {"Allow": allow} if allow else None
+        return _renderer()(status, err.name, detail, None, errors, headers)
 
     @app.errorhandler(Exception)
     def _unexpected(err: Exception) -> Response:
         log.exception("unhandled error")
-        return _render(500, "Internal Server Error", "the server failed; the error is logged")
+        return _renderer()(
+            500, "Internal Server Error", "the server failed; the error is logged", None, None, None
+        )

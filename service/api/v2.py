@@ -36,7 +36,15 @@ OUTPUT = "output"
 EXTENSIONS = ["binary_tensor_data", "classification"]
 
 
-def _error(status: int, detail: str, headers: dict[str, str] | None) -> Response:
+def _error(
+    status: int,
+    title: str,
+    detail: str,
+    slug: str | None,
+    errors: list[dict[str, Any]] | None,
+    headers: dict[str, str] | None,
+) -> Response:
+    """The protocol's error body: {"error": detail} (the detail already names what is wrong)."""
     # The protocol reports a request the server cannot use as 400, whatever the reason.
     status = 400 if status in (415, 422) else status
     resp = Response(json.dumps({"error": detail}), status=status, mimetype="application/json")
