@@ -47,9 +47,9 @@ def live_server(db_url: str, log_dir: Path, **env_extra: str) -> Iterator[tuple[
         deadline = time.monotonic() + 60
         while True:
             try:
-                if requests.get(f"{base}/readyz", timeout=1).status_code == 200:
+                if requests.get(f"{base}/readyz", timeout=5).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or a worker still booting
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
                 log.seek(0)
