@@ -2,10 +2,21 @@
 
 import logging
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 from service.config import Settings
 
 _settings = Settings.from_env()
+
+# Prometheus multiprocess mode: every worker writes its metrics under this directory and /metrics
+# adds them up. It must be in the environment before a worker imports the app, so it is set here,
+# in the master, and emptied at start (values of a previous run would be counted again).
+_owned_metrics_dir = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+if _owned_metrics_dir:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="convserve-metrics-")
+_metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
 
 bind = f"{_settings.host}:{_settings.port}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -16,10 +27,16 @@ graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
 keepalive = 5
 accesslog = "-"
 errorlog = "-"
+logger_class = "service.logs.GunicornLogger"  # JSON lines with the request id
+# gunicorn ≥ 24's control socket lives in $HOME, which a container's read-only root lacks.
+control_socket_disable = True
 wsgi_app = "service.wsgi:app"
 
 
 def on_starting(server):  # noqa: ANN001, ANN201 - gunicorn's hook signature
+    _metrics_dir.mkdir(parents=True, exist_ok=True)
+    for stale in _metrics_dir.glob("*.db"):  # the directory may be a mount: empty, don't remove
+        stale.unlink()
     log = logging.getLogger("gunicorn.error")
     if _settings.admin_token:
         log.info("convserve: registry writes need 'Authorization: Bearer $CONVSERVE_ADMIN_TOKEN'")
@@ -35,3 +52,15 @@ def on_starting(server):  # noqa: ANN001, ANN201 - gunicorn's hook signature
             "are refused (403) until a token is set",
             _settings.host,
         )
+
+
+def child_exit(server, worker):  # noqa: ANN001, ANN201
+    """A worker is gone: its live gauges (cache entries, bytes, workers) stop counting."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):  # noqa: ANN001, ANN201
+    if _owned_metrics_dir:
+        shutil.rmtree(_metrics_dir, ignore_errors=True)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from flask import Flask
 
 from . import __version__
-from .api import problems, register_blueprints
+from .api import problems, register_blueprints, telemetry
 from .api.parsing import ConvserveApi
 from .config import Settings
 from .imaging import set_pillow_pixel_limit
@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     set_pillow_pixel_limit(settings.max_image_pixels)
     app.extensions["convserve"] = Services(settings, registry, serving)
     problems.init_app(app)
+    telemetry.init_app(app)
     api = ConvserveApi(app)
     register_blueprints(api)
     serving.warm_up(settings.warmup)

@@ -45,6 +45,10 @@ def set_pillow_pixel_limit(max_pixels: int) -> None:
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
+class UndecodableImage(InvalidInput):
+    """The bytes are not an image of a format offered here, or its data is damaged."""
+
+
 @dataclass(frozen=True)
 class ImagePipeline:
     color: str  # "L" or "RGB"
@@ -118,11 +122,11 @@ class ImagePipeline:
 
     def _decode(self, data: bytes, name: str) -> Image.Image:
         if not data:
-            raise InvalidInput(f"{name} is empty")
+            raise UndecodableImage(f"{name} is empty")
         try:
             img = Image.open(io.BytesIO(data), formats=FORMATS)
         except UnidentifiedImageError:
-            raise InvalidInput(
+            raise UndecodableImage(
                 f"{name} is not an image convserve can read (PNG, JPEG, BMP, GIF, TIFF or WebP)"
             ) from None
         except Image.DecompressionBombError as err:
@@ -139,7 +143,9 @@ class ImagePipeline:
                 img = ImageOps.exif_transpose(img)  # as the camera held it
             return img
         except (OSError, ValueError, SyntaxError, EOFError) as err:
-            raise InvalidInput(f"{name}: the {img.format} data cannot be decoded ({err})") from None
+            raise UndecodableImage(
+                f"{name}: the {img.format} data cannot be decoded ({err})"
+            ) from None
 
     def _pixels(self, img: Image.Image, name: str) -> Image.Image:
         if img.mode.startswith("I;16"):

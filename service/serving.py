@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -17,12 +18,13 @@ from typing import Any
 
 import numpy as np
 
+from . import metrics
 from .architecture import Architecture
 from .catalogue.base import prod
 from .engine import Plan
 from .engine.kernels import softmax
 from .errors import InvalidInput, NotFound, TooLarge
-from .imaging import DEFAULT_MAX_PIXELS, ImagePipeline
+from .imaging import DEFAULT_MAX_PIXELS, ImagePipeline, UndecodableImage
 from .registry.store import Registry, Resolved
 from .weights import load_npz
 
@@ -95,6 +97,8 @@ class ModelCache:
                 self._entries[key] = model
                 self._bytes += model.nbytes
                 self._evict(keep=key)
+                self._publish()
+            metrics.MODEL_LOADS.inc()
             return model
 
     def _hit(self, key: Any) -> LoadedModel | None:
@@ -111,7 +115,12 @@ class ModelCache:
             gone = self._entries.pop(key)
             self._bytes -= gone.nbytes
             self.evictions += 1
+            metrics.MODEL_CACHE_EVICTIONS.inc()
             log.info("model cache: evicted %s v%d (%d bytes)", gone.name, gone.number, gone.nbytes)
+
+    def _publish(self) -> None:
+        metrics.MODEL_CACHE_ENTRIES.set(len(self._entries))
+        metrics.MODEL_CACHE_BYTES.set(self._bytes)
 
     @property
     def entries(self) -> int:
@@ -191,7 +200,14 @@ class DataPlane:
                 f'send JSON {{"instances": [...]}}'
             )
         self.check_count(len(images), "images")
-        return model.pipeline.batch(images)
+        try:
+            return model.pipeline.batch(images)
+        except UndecodableImage:
+            metrics.IMAGE_DECODE_FAILURES.labels("undecodable").inc()
+            raise
+        except TooLarge:
+            metrics.IMAGE_DECODE_FAILURES.labels("too_large").inc()
+            raise
 
     def instances(self, model: LoadedModel, instances: Any) -> np.ndarray:
         """JSON arrays in the input shape (or [H, W] for a one-channel input) → a batch."""
@@ -228,12 +244,17 @@ class DataPlane:
 
     def run(self, model: LoadedModel, x: np.ndarray) -> np.ndarray:
         """The output of the last layer, as it is, for a whole batch (in bounded chunks)."""
+        start = time.perf_counter()
         chunk = model.chunk
         if len(x) <= chunk:
-            return model.plan.run(x)
-        out = np.empty((len(x), *model.arch.output_shape), np.float32)
-        for i in range(0, len(x), chunk):
-            out[i : i + chunk] = model.plan.run(x[i : i + chunk])
+            out = model.plan.run(x)
+        else:
+            out = np.empty((len(x), *model.arch.output_shape), np.float32)
+            for i in range(0, len(x), chunk):
+                out[i : i + chunk] = model.plan.run(x[i : i + chunk])
+        labels = (model.name, str(model.number))
+        metrics.INFERENCE_DURATION.labels(*labels).observe(time.perf_counter() - start)
+        metrics.INFERENCE_BATCH.labels(*labels).observe(len(x))
         return out
 
     def classify(self, model: LoadedModel, x: np.ndarray, top_k: int) -> list[dict[str, Any]]:
@@ -244,6 +265,7 @@ class DataPlane:
         top_k = min(top_k, k)
         order = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
         labels = model.labels
+        self.count_predictions(model, order[:, 0])
         return [
             {
                 "top": [
@@ -253,6 +275,14 @@ class DataPlane:
             }
             for row, p in zip(order, probs, strict=True)
         ]
+
+    @staticmethod
+    def count_predictions(model: LoadedModel, top1: np.ndarray) -> None:
+        """Count each input's best class (for per-class drift alerts)."""
+        labels = model.labels
+        version = str(model.number)
+        for index, n in zip(*np.unique(top1, return_counts=True), strict=True):
+            metrics.PREDICTIONS.labels(model.name, version, labels[index]).inc(int(n))
 
     @staticmethod
     def check_classifier(model: LoadedModel) -> int:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app
+from flask import Response, current_app
 from sqlalchemy.exc import SQLAlchemyError
 
+from service import metrics
 from service.errors import ConvserveError
 from service.registry.migrate import current_revision, head_revision
 
@@ -14,7 +15,7 @@ from .parsing import ApiBlueprint
 from .problems import register_status
 from .schemas import StatusSchema
 
-blp = ApiBlueprint("health", __name__, description="Liveness and readiness probes.")
+blp = ApiBlueprint("health", __name__, description="Liveness, readiness and Prometheus metrics.")
 
 
 class NotReady(ConvserveError):
@@ -53,3 +54,11 @@ def check_ready() -> None:
             f"the database schema is at revision {current or 'none'}, not {head}: "
             f"run 'convserve db upgrade'"
         )
+
+
+@blp.route("/metrics", methods=["GET"])
+@blp.response(200, content_type="text/plain; version=0.0.4", description="Prometheus text format")
+def prometheus_metrics() -> Response:
+    """Every metric of every worker, in Prometheus' text exposition format."""
+    body, content_type = metrics.exposition()
+    return Response(body, content_type=content_type)

@@ -82,6 +82,15 @@ def _status_of(err: e.ConvserveError) -> tuple[int, str]:
     return 500, "internal"
 
 
+def status_of(err: BaseException) -> int:
+    """The HTTP status any exception will be answered with."""
+    if isinstance(err, e.ConvserveError):
+        return _status_of(err)[0]
+    if isinstance(err, HTTPException):
+        return err.code or 500
+    return 500
+
+
 def _webargs_errors(messages: Any) -> list[dict[str, Any]]:
     """webargs' {location: {field: [msg]}} as the problem's errors list."""
     out = []

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from flask import Response, current_app
 
+from service import metrics
 from service.architecture import Architecture
 from service.registry.store import Registry
 
 from .parsing import ApiBlueprint
+from .problems import status_of
 from .schemas import (
     AliasBody,
     AliasSchema,
@@ -35,6 +39,26 @@ def registry() -> Registry:
     return current_app.extensions["convserve"].registry
 
 
+def counted(operation: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Count a registry write by outcome: success, rejected (4xx) or failed (5xx)."""
+
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                result = view(*args, **kwargs)
+            except BaseException as err:
+                outcome = "rejected" if status_of(err) < 500 else "failed"
+                metrics.REGISTRY_OPERATIONS.labels(operation, outcome).inc()
+                raise
+            metrics.REGISTRY_OPERATIONS.labels(operation, "success").inc()
+            return result
+
+        return wrapper
+
+    return decorate
+
+
 @blp.route("", methods=["GET"])
 @blp.arguments(PageArgs, location="query")
 @blp.response(200, ModelPageSchema)
@@ -52,6 +76,7 @@ def get_model(name: str) -> dict[str, Any]:
 
 
 @blp.route("/<name>", methods=["DELETE"])
+@counted("delete_model")
 @require_write
 @blp.response(204)
 def delete_model(name: str) -> None:
@@ -69,6 +94,7 @@ def list_versions(args: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 @blp.route("/<name>/versions", methods=["POST"])
+@counted("register")
 @require_write
 @blp.arguments(RegisterForm, location="form_and_files")
 @blp.response(201, VersionSchema)
@@ -90,6 +116,7 @@ def get_version(name: str, ref: str) -> dict[str, Any]:
 
 
 @blp.route("/<name>/versions/<ref>", methods=["DELETE"])
+@counted("delete_version")
 @require_write
 @blp.response(204)
 def delete_version(name: str, ref: str) -> None:
@@ -122,6 +149,7 @@ def get_layers(name: str, ref: str) -> dict[str, Any]:
 
 
 @blp.route("/<name>/aliases/<alias>", methods=["PUT"])
+@counted("set_alias")
 @require_write
 @blp.arguments(AliasBody)
 @blp.response(200, AliasSchema)
@@ -131,6 +159,7 @@ def put_alias(body: dict[str, Any], name: str, alias: str) -> dict[str, Any]:
 
 
 @blp.route("/<name>/aliases/<alias>", methods=["DELETE"])
+@counted("delete_alias")
 @require_write
 @blp.response(204)
 def delete_alias(name: str, alias: str) -> None:

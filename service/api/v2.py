@@ -131,6 +131,8 @@ def infer(name: str, version: str | None = None) -> Response:
     x = _input(dp, model, doc, binary)
     outputs = _requested_outputs(model, doc)
     y = dp.run(model, x)
+    if model.arch.num_classes is not None:
+        dp.count_predictions(model, y.reshape(len(y), -1).argmax(axis=1))
 
     entries, chunks = [], []
     for out_name, as_binary, classes in outputs:

@@ -16,7 +16,9 @@ def make_engine(url: str) -> Engine:
     """An engine for `url`; a SQLite file's folder is created when missing."""
     u = sa.make_url(url)
     if u.get_backend_name() != "sqlite":
-        return sa.create_engine(url, pool_pre_ping=True, future=True)
+        # pre-ping: connections that died with the database are replaced, not handed out
+        connect_args = {"connect_timeout": 5} if u.get_backend_name() == "postgresql" else {}
+        return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
     if u.database and u.database != ":memory:":
         Path(u.database).parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(url, connect_args={"timeout": 30})
