@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .architecture import Architecture
-from .errors import SpecError
+from .errors import ConvserveError, SpecError
 from .render import render_table
 from .weights import load_npz
 
@@ -68,6 +68,44 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from .onnx_import import import_onnx
+    from .weights import dump_npz
+
+    src = Path(args.model)
+    spec, arrays = import_onnx(src.read_bytes())
+    arch = Architecture.from_spec(spec)
+    arch.check_weights(arrays)
+    prefix = Path(args.output) if args.output else src.with_suffix("")
+    spec_path, weights_path = prefix.with_suffix(".json"), prefix.with_suffix(".npz")
+    spec_path.write_text(json.dumps(spec, indent=1) + "\n", encoding="utf-8")
+    weights_path.write_bytes(dump_npz(arrays))
+    print(render_table(arch.table()))
+    print(f"wrote {spec_path} and {weights_path}")
+    return 0
+
+
+def cmd_db_seed(args: argparse.Namespace) -> int:
+    """Register the demo model into an empty registry (what `make serve` does after migrating)."""
+    from .config import Settings
+    from .registry.db import make_engine
+    from .registry.store import Registry
+
+    settings = Settings.from_env()
+    registry = Registry(make_engine(settings.database_url), settings.limits)
+    existing = registry.list_models(limit=1).items
+    if existing:
+        print(f"the registry already holds models ({existing[0]['name']}, …): nothing seeded")
+        return 0
+    spec = _read_json(args.spec)
+    doc = registry.register(
+        args.name, spec, Path(args.weights).read_bytes(), spec.get("description", "")
+    )
+    registry.set_alias(args.name, args.alias, doc["version"])
+    print(f"registered {args.name} version {doc['version']} as {args.alias!r}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run gunicorn with the project's config (what `make serve` does after migrating)."""
     import os
@@ -108,12 +146,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_init_weights)
 
+    p = sub.add_parser(
+        "import",
+        help="convert an ONNX model into a spec and weights",
+        description="Convert an ONNX model (opset 11 or newer) into a convserve spec (.json) and "
+        "weights (.npz), print its layer table; nodes convserve cannot run are named.",
+    )
+    p.add_argument("model", help="the .onnx file")
+    p.add_argument("-o", "--output", help="path prefix of the .json and .npz (default: beside it)")
+    p.set_defaults(func=cmd_import)
+
     p = sub.add_parser("serve", help="run the HTTP service with gunicorn (HOST, PORT, ...)")
     p.set_defaults(func=cmd_serve)
 
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="db", required=True)
     p = db.add_parser("upgrade", help="migrate DATABASE_URL to the newest schema")
     p.set_defaults(func=cmd_db_upgrade)
+    p = db.add_parser(
+        "seed",
+        help="register the demo model when the registry is empty",
+        description="Register a model (by default the trained digits demo) as version 1 with an "
+        "alias, only when the registry holds no models at all.",
+    )
+    p.add_argument("--spec", default="models/digits.json")
+    p.add_argument("--weights", default="models/digits.npz")
+    p.add_argument("--name", default="digits")
+    p.add_argument("--alias", default="production")
+    p.set_defaults(func=cmd_db_seed)
     return parser
 
 
@@ -123,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except SpecError as err:
         return _report(err)
+    except ConvserveError as err:
+        print(f"error: {err.detail}", file=sys.stderr)
+        return 2
     except OSError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

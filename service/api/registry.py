@@ -10,7 +10,9 @@ from flask import Response, current_app
 
 from service import metrics
 from service.architecture import Architecture
+from service.onnx_import import import_onnx
 from service.registry.store import Registry
+from service.weights import dump_npz
 
 from .parsing import ApiBlueprint
 from .problems import status_of
@@ -99,12 +101,18 @@ def list_versions(args: dict[str, Any], name: str) -> dict[str, Any]:
 @blp.arguments(RegisterForm, location="form_and_files")
 @blp.response(201, VersionSchema)
 def register_version(form: dict[str, Any], name: str) -> Any:
-    """Register a new version: multipart `spec` (JSON) and `weights` (.npz).
+    """Register a new version: multipart `spec` (JSON) and `weights` (.npz), or one `onnx` file.
 
     The model is created on first use. The spec and the weights are validated first (422 with
-    every problem, each naming its layer); the version number is assigned by the server.
+    every problem, each naming its layer); an ONNX graph is converted first, and a node convserve
+    cannot run is a 422 naming it. The version number is assigned by the server.
     """
-    doc = registry().register(name, form["spec"], form["weights"].read(), form["description"])
+    if "onnx" in form:
+        spec, arrays = import_onnx(form["onnx"].read())
+        spec_json, weights = spec, dump_npz(arrays)
+    else:
+        spec_json, weights = form["spec"], form["weights"].read()
+    doc = registry().register(name, spec_json, weights, form["description"])
     return doc, 201, {"Location": f"/v1/models/{name}/versions/{doc['version']}"}
 
 

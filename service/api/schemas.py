@@ -29,9 +29,27 @@ class RegisterForm(ma.Schema):
     class Meta:
         unknown = ma.RAISE
 
-    spec = SpecPart(required=True)
-    weights = Upload(required=True, metadata={"description": ".npz of the arrays (numpy.savez)"})
+    spec = SpecPart()  # the architecture spec (JSON), with `weights`
+    weights = Upload(metadata={"description": ".npz of the arrays (numpy.savez); with `spec`"})
+    onnx = Upload(metadata={"description": "an ONNX model, instead of `spec` and `weights`"})
     description = fields.String(load_default="", validate=validate.Length(max=10_000))
+
+    @ma.validates_schema
+    def _one_form(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if "onnx" in data:
+            extra = [k for k in ("spec", "weights") if k in data]
+            if extra:
+                raise ma.ValidationError(
+                    f"send either an onnx file or spec and weights, not both ({', '.join(extra)})",
+                    "onnx",
+                )
+            return
+        missing = [k for k in ("spec", "weights") if k not in data]
+        if missing:
+            raise ma.ValidationError(
+                "Missing data for required field (send spec and weights, or one onnx file).",
+                missing[0],
+            )
 
 
 class PageArgs(ma.Schema):

@@ -149,7 +149,8 @@ class IntTuple(fields.Field):
 
 
 class Padding(IntTuple):
-    """Like IntTuple (from 0), or the strings 'same' / 'valid'."""
+    """Like IntTuple (from 0), or the strings 'same' / 'valid', or one [before, after] pair per
+    spatial axis for asymmetric padding (as ONNX and TensorFlow models have)."""
 
     def __init__(self, rank: int, **kwargs: Any):
         super().__init__(rank, minimum=0, **kwargs)
@@ -161,7 +162,24 @@ class Padding(IntTuple):
             return "same"
         if isinstance(value, str):
             raise ValidationError(f"expected 'same', 'valid', or integers ≥ 0, got {value!r}")
+        if isinstance(value, list | tuple) and value and isinstance(value[0], list | tuple):
+            pairs = tuple(tuple(v) for v in value if isinstance(v, list | tuple))
+            if (
+                len(value) != self.rank
+                or len(pairs) != self.rank
+                or not all(len(p) == 2 and all(_is_int(x) and x >= 0 for x in p) for p in pairs)
+            ):
+                raise ValidationError(
+                    f"asymmetric padding is one [before, after] pair of integers ≥ 0 per axis "
+                    f"({self.rank} pairs), got {value!r}"
+                )
+            return tuple((int(a), int(b)) for a, b in pairs)
         return super()._deserialize(value, attr, data, **kwargs)
+
+    def _serialize(self, value: Any, attr: Any, obj: Any, **kwargs: Any) -> Any:
+        if value == "same" or value is None:
+            return value
+        return [list(v) if isinstance(v, tuple) else v for v in value]
 
 
 def Int(minimum: int = 1, **kwargs: Any) -> fields.Integer:  # noqa: N802 - reads like a field

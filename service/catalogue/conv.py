@@ -62,9 +62,13 @@ class ConvNd(LayerType):
     family = "convolution"
 
     def pads(self, layer: Layer) -> tuple[tuple, tuple]:
-        if layer["padding"] == "same":
+        """(before, after) padding per spatial axis."""
+        padding = layer["padding"]
+        if padding == "same":
             return same_padding(layer["kernel_size"], layer["dilation"])
-        return tuple(layer["padding"]), tuple(layer["padding"])
+        if isinstance(padding[0], tuple):  # asymmetric [before, after] pairs
+            return tuple(p[0] for p in padding), tuple(p[1] for p in padding)
+        return tuple(padding), tuple(padding)
 
     def output_shape(self, layer: Layer, sources: Sequence[Source]) -> Shape:
         src = sources[0]

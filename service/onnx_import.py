@@ -1,0 +1,512 @@
+"""ONNX graph → convserve spec + weights (the `onnx` extra).
+
+Each supported node becomes one layer of the catalogue, initializers become the weights, and
+pure plumbing (Identity, Dropout) disappears. Shapes come from ONNX's own shape inference, which
+resolves `auto_pad` and tells Reshape-to-2-D apart from other reshapes. Anything the engine cannot
+run is refused with the node's name and op type, before anything is stored; the result is then
+validated like any uploaded spec.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import Problem, SpecError, UnsupportedMedia
+
+MIN_OPSET = 11
+SUPPORTED = (
+    "Conv, MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool, Gemm, MatMul (+ Add bias), "
+    "Flatten, Reshape (to 2-D), BatchNormalization, LRN, Relu, Clip (0, 6), LeakyRelu, Sigmoid, "
+    "Tanh, Softmax, Add, Concat, Dropout, Identity"
+)
+
+
+def _onnx() -> Any:
+    try:
+        import onnx
+    except ImportError:  # pragma: no cover - the dev and serve installs include it
+        raise UnsupportedMedia(
+            "ONNX import needs the onnx extra: pip install 'convserve[onnx]'"
+        ) from None
+    return onnx
+
+
+def _fail(node: str | None, message: str, field: str = "onnx") -> SpecError:
+    return SpecError([Problem(node, field, message)])
+
+
+@dataclass
+class _Graph:
+    """What the conversion walks through: tensors by name and who produces them."""
+
+    consts: dict[str, np.ndarray]
+    shapes: dict[str, list[int | None]]
+    opset: int
+    producer: dict[str, str] = field(default_factory=dict)  # tensor → layer name
+    layers: list[dict[str, Any]] = field(default_factory=list)
+    weights: dict[str, np.ndarray] = field(default_factory=dict)
+    names: set[str] = field(default_factory=set)
+    consumers: dict[str, int] = field(default_factory=dict)
+
+    def layer(self, node: Any, kind: str, inputs: list[str], **fields: Any) -> dict[str, Any]:
+        name = self._name(node)
+        layer = {"name": name, "type": kind, **fields}
+        srcs = [self.source(node, t) for t in inputs]
+        if not (len(srcs) == 1 and self.layers and srcs[0] == self.layers[-1]["name"]):
+            layer["inputs"] = srcs
+        self.layers.append(layer)
+        self.producer[node.output[0]] = name
+        return layer
+
+    def source(self, node: Any, tensor: str) -> str:
+        if tensor not in self.producer:
+            what = "a constant" if tensor in self.consts else "not computed by any earlier node"
+            raise _fail(
+                _node_name(node),
+                f"ONNX node {_node_name(node)!r} ({node.op_type}) reads {tensor!r}, which is "
+                f"{what}; convserve layers read one tensor flowing through the network",
+            )
+        return self.producer[tensor]
+
+    def const(self, node: Any, tensor: str, what: str) -> np.ndarray:
+        if tensor not in self.consts:
+            raise _fail(
+                _node_name(node),
+                f"ONNX node {_node_name(node)!r} ({node.op_type}) computes its {what} at run "
+                f"time; convserve needs it stored in the model (an initializer)",
+            )
+        return self.consts[tensor]
+
+    def _name(self, node: Any) -> str:
+        base = _sanitize(_param_prefix(node, self) or node.name or node.output[0])
+        name, i = base, 1
+        while name in self.names:
+            i += 1
+            name = f"{base}_{i}"
+        self.names.add(name)
+        return name
+
+
+def _node_name(node: Any) -> str:
+    return node.name or node.output[0]
+
+
+def _op(node: Any) -> str:
+    return f"{node.domain}.{node.op_type}" if node.domain else node.op_type
+
+
+def _param_prefix(node: Any, g: _Graph) -> str | None:
+    """PyTorch exports name weights `<module path>.weight`: the module path is the best name."""
+    for tensor in node.input[1:]:
+        if tensor in g.consts and "." in tensor and not tensor.startswith("onnx::"):
+            return tensor.rsplit(".", 1)[0]
+    return None
+
+
+def _sanitize(text: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9_.-]+", ".", text).strip(".-") or "layer"
+    name = re.sub(r"\.{2,}", ".", name)
+    return name[:128]
+
+
+def _attrs(node: Any) -> dict[str, Any]:
+    onnx = _onnx()
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _decode(v: Any) -> Any:
+    return v.decode() if isinstance(v, bytes) else v
+
+
+# -- conversion per op -----------------------------------------------------------------------
+
+
+def _conv(g: _Graph, node: Any, a: dict[str, Any]) -> None:
+    w = g.const(node, node.input[1], "weight")
+    rank = w.ndim - 2
+    if rank not in (1, 2, 3):
+        raise _fail(_node_name(node), f"{node.op_type} {_node_name(node)!r} is {rank}-D")
+    group = int(a.get("group", 1))
+    kernel = list(w.shape[2:])
+    stride = list(a.get("strides", [1] * rank))
+    dilation = list(a.get("dilations", [1] * rank))
+    padding = _pads(g, node, a, kernel, stride, dilation, rank)
+    layer = g.layer(
+        node,
+        f"conv{rank}d",
+        [node.input[0]],
+        in_channels=int(w.shape[1]) * group,
+        out_channels=int(w.shape[0]),
+        kernel_size=kernel,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=group,
+        bias=len(node.input) > 2 and bool(node.input[2]),
+    )
+    g.weights[f"{layer['name']}.weight"] = w
+    if layer["bias"]:
+        g.weights[f"{layer['name']}.bias"] = g.const(node, node.input[2], "bias")
+
+
+def _pads(
+    g: _Graph,
+    node: Any,
+    a: dict[str, Any],
+    kernel: list[int],
+    stride: list[int],
+    dilation: list[int],
+    rank: int,
+) -> Any:
+    """ONNX pads/auto_pad as a spec padding: symmetric ints, or [before, after] pairs."""
+    auto = _decode(a.get("auto_pad", "NOTSET"))
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        spatial = g.shapes.get(node.input[0], [])[2:]
+        if len(spatial) != rank or any(d is None for d in spatial):
+            raise _fail(
+                _node_name(node),
+                f"{_node_name(node)!r} uses auto_pad={auto}, which needs the input's size; "
+                f"give the model a fixed input shape",
+            )
+        lo, hi = [], []
+        for n, k, s, d in zip(spatial, kernel, stride, dilation, strict=True):
+            total = max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
+            small, big = total // 2, total - total // 2
+            lo.append(small if auto == "SAME_UPPER" else big)
+            hi.append(big if auto == "SAME_UPPER" else small)
+    elif auto == "VALID":
+        lo = hi = [0] * rank
+    else:
+        pads = list(a.get("pads", [0] * 2 * rank))
+        lo, hi = pads[:rank], pads[rank:]
+    if lo == hi:
+        return lo
+    return [[b, e] for b, e in zip(lo, hi, strict=True)]
+
+
+def _pool(g: _Graph, node: Any, a: dict[str, Any]) -> None:
+    kernel = list(a["kernel_shape"])
+    rank = len(kernel)
+    stride = list(a.get("strides", [1] * rank))  # ONNX's default stride is 1, not the kernel
+    dilation = list(a.get("dilations", [1] * rank))
+    padding = _pads(g, node, a, kernel, stride, dilation, rank)
+    if padding and isinstance(padding[0], list):
+        raise _fail(
+            _node_name(node),
+            f"{node.op_type} {_node_name(node)!r} pads {padding} (before, after): convserve's "
+            f"pools pad both sides equally, as PyTorch's do",
+        )
+    fields: dict[str, Any] = {
+        "kernel_size": kernel,
+        "stride": stride,
+        "padding": padding,
+        "ceil_mode": bool(a.get("ceil_mode", 0)),
+    }
+    if node.op_type == "MaxPool":
+        fields["dilation"] = dilation
+        kind = f"maxpool{rank}d"
+    else:
+        if any(d != 1 for d in dilation):
+            raise _fail(_node_name(node), f"AveragePool {_node_name(node)!r} is dilated")
+        fields["count_include_pad"] = bool(a.get("count_include_pad", 0))
+        kind = f"avgpool{rank}d"
+    if len(node.output) > 1 and node.output[1]:
+        raise _fail(_node_name(node), f"MaxPool {_node_name(node)!r} asks for indices")
+    g.layer(node, kind, [node.input[0]], **fields)
+
+
+def _gemm(g: _Graph, node: Any, a: dict[str, Any]) -> None:
+    if a.get("transA", 0):
+        raise _fail(_node_name(node), f"Gemm {_node_name(node)!r} transposes its input")
+    b = g.const(node, node.input[1], "weight")
+    w = b if a.get("transB", 0) else b.T
+    w = w * np.float32(a.get("alpha", 1.0))
+    bias = None
+    if len(node.input) > 2 and node.input[2]:
+        bias = g.const(node, node.input[2], "bias") * np.float32(a.get("beta", 1.0))
+        bias = np.broadcast_to(bias, (w.shape[0],)).copy()
+    _linear(g, node, w, bias)
+
+
+def _linear(g: _Graph, node: Any, w: np.ndarray, bias: np.ndarray | None) -> None:
+    layer = g.layer(
+        node,
+        "linear",
+        [node.input[0]],
+        in_features=int(w.shape[1]),
+        out_features=int(w.shape[0]),
+        bias=bias is not None,
+    )
+    g.weights[f"{layer['name']}.weight"] = np.ascontiguousarray(w)
+    if bias is not None:
+        g.weights[f"{layer['name']}.bias"] = bias
+
+
+def _matmul(g: _Graph, node: Any, a: dict[str, Any]) -> None:
+    w = g.const(node, node.input[1], "weight")
+    if w.ndim != 2:
+        raise _fail(
+            _node_name(node), f"MatMul {_node_name(node)!r} multiplies by a {w.ndim}-D array"
+        )
+    _linear(g, node, w.T, None)
+
+
+def _add(g: _Graph, node: Any, a: dict[str, Any]) -> None:
+    consts = [t for t in node.input if t in g.consts]
+    if not consts:
+        g.layer(node, "add", list(node.input))
+        return
+    # x·W + b as exported by MatMul then Add: fold b into the linear layer before it.
+    (bias_name,) = consts
+    (x,) = [t for t in node.input if t != bias_name]
+    prev = g.layers[-1] if g.layers else None
+    src = g.producer.get(x)
+    if prev is None or src != prev["name"] or prev["type"] != "linear" or prev["bias"]:
+        raise _fail(
+            _node_name(node),
+            f"Add {_node_name(node)!r} adds a constant; convserve supports that only as the "
+            f"bias of the MatMul just before it",
+        )
+    bias = np.broadcast_to(g.consts[bias_name], (prev["out_features"],)).astype(np.float32)
+    prev["bias"] = True
+    g.weights[f"{prev['name']}.bias"] = bias.copy()
+    g.producer[node.output[0]] = prev["name"]
+
+
+def _batchnorm(g: _Graph, node: Any, a: dict[str, Any]) -> None:
+    rank = len(g.shapes.get(node.input[0]) or [None, None, None, None]) - 2
+    kind = {0: "batchnorm1d", 1: "batchnorm1d", 2: "batchnorm2d", 3: "batchnorm3d"}.get(rank)
+    if kind is None:
+        raise _fail(_node_name(node), f"BatchNormalization {_node_name(node)!r} on {rank}-D maps")
+    scale, bias, mean, var = (
+        g.const(node, t, what)
+        for t, what in zip(node.input[1:5], ("scale", "bias", "mean", "variance"), strict=True)
+    )
+    layer = g.layer(
+        node,
+        kind,
+        [node.input[0]],
+        num_features=int(scale.shape[0]),
+        eps=float(a.get("epsilon", 1e-5)),
+    )
+    for suffix, arr in (
+        ("weight", scale),
+        ("bias", bias),
+        ("running_mean", mean),
+        ("running_var", var),
+    ):
+        g.weights[f"{layer['name']}.{suffix}"] = arr
+
+
+def _clip(g: _Graph, node: Any, a: dict[str, Any]) -> None:
+    if g.opset < 11:
+        lo, hi = a.get("min"), a.get("max")
+    else:
+        lo = (
+            float(g.const(node, node.input[1], "min"))
+            if len(node.input) > 1 and node.input[1]
+            else None
+        )
+        hi = (
+            float(g.const(node, node.input[2], "max"))
+            if len(node.input) > 2 and node.input[2]
+            else None
+        )
+    if lo == 0 and hi == 6:
+        g.layer(node, "relu6", [node.input[0]])
+    elif lo == 0 and hi is None:
+        g.layer(node, "relu", [node.input[0]])
+    else:
+        raise _fail(
+            _node_name(node),
+            f"Clip {_node_name(node)!r} clips to [{lo}, {hi}]; convserve runs Clip(0, 6) as relu6 "
+            f"and Clip(0) as relu",
+        )
+
+
+def _softmax(g: _Graph, node: Any, a: dict[str, Any]) -> None:
+    shape = g.shapes.get(node.input[0]) or []
+    axis = int(a.get("axis", 1 if g.opset < 13 else -1))
+    if axis < 0:
+        axis += len(shape) if shape else 2
+    if axis != 1 or (g.opset < 13 and len(shape) > 2):
+        raise _fail(
+            _node_name(node),
+            f"Softmax {_node_name(node)!r} normalises over axis {a.get('axis')}; convserve's "
+            f"softmax is over the channels / classes (axis 1)",
+        )
+    g.layer(node, "softmax", [node.input[0]])
+
+
+def _flatten(g: _Graph, node: Any, a: dict[str, Any]) -> None:
+    if int(a.get("axis", 1)) != 1:
+        raise _fail(_node_name(node), f"Flatten {_node_name(node)!r} keeps axis {a['axis']}")
+    g.layer(node, "flatten", [node.input[0]])
+
+
+def _reshape(g: _Graph, node: Any, a: dict[str, Any]) -> None:
+    out = g.shapes.get(node.output[0])
+    target = g.consts.get(node.input[1]) if len(node.input) > 1 else None
+    to_2d = (out is not None and len(out) == 2) or (target is not None and len(target) == 2)
+    if not to_2d:
+        raise _fail(
+            _node_name(node),
+            f"Reshape {_node_name(node)!r} reshapes to {out or target}; convserve supports "
+            f"reshaping to [N, features] (a flatten)",
+        )
+    g.layer(node, "flatten", [node.input[0]])
+
+
+def _concat(g: _Graph, node: Any, a: dict[str, Any]) -> None:
+    axis = int(a.get("axis", 1))
+    rank = len(g.shapes.get(node.input[0]) or [])
+    if axis != 1 and not (rank and axis == 1 - rank):
+        raise _fail(
+            _node_name(node), f"Concat {_node_name(node)!r} joins along axis {axis}, not channels"
+        )
+    g.layer(node, "concat", list(node.input))
+
+
+def _alias(g: _Graph, node: Any, a: dict[str, Any]) -> None:
+    """Identity, and Dropout at inference: the output is the input."""
+    g.producer[node.output[0]] = g.source(node, node.input[0])
+
+
+def _simple(kind: str, **fields: Callable[[dict[str, Any]], Any]) -> Callable[..., None]:
+    def convert(g: _Graph, node: Any, a: dict[str, Any]) -> None:
+        g.layer(node, kind, [node.input[0]], **{k: f(a) for k, f in fields.items()})
+
+    return convert
+
+
+CONVERTERS: dict[str, Callable[[_Graph, Any, dict[str, Any]], None]] = {
+    "Conv": _conv,
+    "MaxPool": _pool,
+    "AveragePool": _pool,
+    "GlobalAveragePool": _simple("global_avgpool"),
+    "GlobalMaxPool": _simple("global_maxpool"),
+    "Gemm": _gemm,
+    "MatMul": _matmul,
+    "Add": _add,
+    "Flatten": _flatten,
+    "Reshape": _reshape,
+    "BatchNormalization": _batchnorm,
+    "LRN": _simple(
+        "lrn",
+        size=lambda a: int(a["size"]),
+        alpha=lambda a: float(a.get("alpha", 1e-4)),
+        beta=lambda a: float(a.get("beta", 0.75)),
+        k=lambda a: float(a.get("bias", 1.0)),
+    ),
+    "Relu": _simple("relu"),
+    "Clip": _clip,
+    "LeakyRelu": _simple("leaky_relu", negative_slope=lambda a: float(a.get("alpha", 0.01))),
+    "Sigmoid": _simple("sigmoid"),
+    "Tanh": _simple("tanh"),
+    "Softmax": _softmax,
+    "Concat": _concat,
+    "Dropout": _alias,
+    "Identity": _alias,
+}
+
+
+# -- the whole model -----------------------------------------------------------------------
+
+
+def import_onnx(data: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(spec, weights) for an ONNX model's bytes; SpecError naming the node for what cannot run."""
+    onnx = _onnx()
+    from onnx import numpy_helper
+
+    try:
+        model = onnx.load_from_string(data)
+    except Exception as err:  # protobuf raises DecodeError and friends
+        raise _fail(None, f"the file is not an ONNX model ({type(err).__name__})") from None
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    newest = onnx.defs.onnx_opset_version()
+    if opset is None or not MIN_OPSET <= opset <= newest:
+        raise _fail(
+            None, f"the model uses opset {opset}; convserve imports opsets {MIN_OPSET} to {newest}"
+        )
+    with contextlib.suppress(Exception):  # shapes are a help, not a requirement
+        model = onnx.shape_inference.infer_shapes(model)
+    graph = model.graph
+    consts = {
+        t.name: numpy_helper.to_array(t).astype(np.float32, copy=False) for t in graph.initializer
+    }
+    shapes = {
+        vi.name: [
+            d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim
+        ]
+        for vi in [*graph.input, *graph.value_info, *graph.output]
+    }
+    g = _Graph(consts, shapes, opset)
+
+    inputs = [vi for vi in graph.input if vi.name not in consts]
+    if len(inputs) != 1:
+        raise _fail(None, f"the model has {len(inputs)} inputs; convserve models have one")
+    (inp,) = inputs
+    dims = shapes.get(inp.name) or []
+    if len(dims) < 2 or any(d is None or d < 1 for d in dims[1:]):
+        raise _fail(
+            None,
+            f"input {inp.name!r} has shape {dims}; convserve needs [N, C, ...] with every "
+            f"dimension but the batch fixed",
+        )
+    input_name = _sanitize(inp.name)
+    g.producer[inp.name] = input_name
+    g.names.add(input_name)
+
+    problems: list[Problem] = []
+    for node in graph.node:
+        if node.op_type == "Constant":
+            value = _attrs(node).get("value")
+            if value is not None:
+                g.consts[node.output[0]] = numpy_helper.to_array(value).astype(np.float32)
+            continue
+        convert = CONVERTERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+        if convert is None:
+            problems.append(
+                Problem(
+                    _node_name(node),
+                    "op_type",
+                    f"ONNX node {_node_name(node)!r} is a {_op(node)}, which convserve cannot "
+                    f"run (it runs {SUPPORTED})",
+                )
+            )
+            continue
+        try:
+            convert(g, node, _attrs(node))
+        except SpecError as err:
+            problems.extend(err.problems)
+        except (KeyError, ValueError, TypeError, IndexError) as err:
+            problems.append(
+                Problem(
+                    _node_name(node),
+                    "onnx",
+                    f"ONNX node {_node_name(node)!r} ({node.op_type}) could not be read: {err}",
+                )
+            )
+    if problems:
+        raise SpecError(problems)
+    if len(graph.output) != 1:
+        raise _fail(None, f"the model has {len(graph.output)} outputs; convserve models have one")
+    if not g.layers:
+        raise _fail(None, "the model has no layers convserve can run")
+    out = g.producer.get(graph.output[0].name)
+    spec: dict[str, Any] = {
+        "description": f"imported from ONNX ({model.producer_name or 'unknown producer'}, "
+        f"opset {opset})",
+        "input": {"name": input_name, "shape": [int(d) for d in dims[1:]]},
+        "layers": g.layers,
+    }
+    if out is not None and out != g.layers[-1]["name"]:
+        spec["output"] = out
+    weights = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in g.weights.items()}
+    return spec, weights
