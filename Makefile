@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml
 
 serve: $(STAMP)
 	$(BIN)/convserve db upgrade
+	$(BIN)/convserve db seed
 	exec $(BIN)/gunicorn -c deploy/gunicorn.conf.py service.wsgi:app
 
 test: $(STAMP)

@@ -215,7 +215,8 @@ def test_preprocessing_that_misses_the_input_size_names_the_file(client):
     spec = load_model_spec("lenet")
     del spec["input"]["preprocess"]["resize"]
     assert register(client, spec=spec).status_code == 201
-    resp = client.post("/v1/models/lenet/predict", data=files(SEVEN, names=["seven.png"]))
+    small = png(Image.new("L", (28, 28)))
+    resp = client.post("/v1/models/lenet/predict", data=files(small, names=["seven.png"]))
     assert_problem(resp, 422, "seven.png is 28×28", "takes 32×32", "add a resize")
 
 
