@@ -76,8 +76,9 @@ def torch_module(arch: Architecture, weights: dict[str, np.ndarray]):  # noqa: A
         if t.startswith("conv"):
             cls = {"conv1d": nn.Conv1d, "conv2d": nn.Conv2d, "conv3d": nn.Conv3d}[t]
             pad = f["padding"]
-            return cls(f["in_channels"], f["out_channels"], f["kernel_size"], f["stride"],
-                       pad if pad == "same" else tuple(pad), f["dilation"], f["groups"], f["bias"])  # fmt: skip
+            pad = pad if pad == "same" else tuple(pad)
+            return cls(f["in_channels"], f["out_channels"], f["kernel_size"], f["stride"], pad,
+                       f["dilation"], f["groups"], f["bias"])  # fmt: skip
         if t.startswith("batchnorm"):
             return {"batchnorm1d": nn.BatchNorm1d, "batchnorm2d": nn.BatchNorm2d,
                     "batchnorm3d": nn.BatchNorm3d}[t](f["num_features"], eps=f["eps"])  # fmt: skip
@@ -133,7 +134,9 @@ def torch_module(arch: Architecture, weights: dict[str, np.ndarray]):  # noqa: A
     return net.eval()
 
 
-def engines(arch: Architecture, weights: dict, x: np.ndarray, want: set[str]) -> dict[str, Callable]:
+def engines(
+    arch: Architecture, weights: dict, x: np.ndarray, want: set[str]
+) -> dict[str, Callable]:
     runs: dict[str, Callable] = {}
     if "convserve" in want:
         plan = compile_plan(arch, weights)
@@ -246,8 +249,10 @@ def main() -> None:
         versions.append(f"ONNX Runtime {onnxruntime.__version__}")
     rate = gemm_rate()
     print(", ".join(versions) + f"; float32 GEMM 2048³ via NumPy: {rate:.0f} GFLOP/s\n")
-    head = (f"{'case':<14}{'convserve':>11}{'torch':>11}{'ORT':>11}{'cs/torch':>10}{'cs/ORT':>8}"
-            f"{'GFLOP/s':>9}{'of GEMM':>9}{'max rel err':>12}{'peak MiB cs/torch/ORT':>24}")  # fmt: skip
+    head = (
+        f"{'case':<14}{'convserve':>11}{'torch':>11}{'ORT':>11}{'cs/torch':>10}{'cs/ORT':>8}"
+        f"{'GFLOP/s':>9}{'of GEMM':>9}{'max rel err':>12}{'peak MiB cs/torch/ORT':>24}"
+    )
     print(head)
     print("-" * len(head))
     for case in args.cases.split(","):
@@ -271,14 +276,15 @@ def main() -> None:
             if not args.no_memory else "-"
         )  # fmt: skip
 
-        def ms(name: str) -> str:
-            return f"{times[name] * 1e3:.3f}ms" if name in times else "-"
-
-        def ratio(name: str) -> str:
-            return f"{cs / times[name]:.2f}×" if cs and name in times else "-"
-
-        print(f"{case:<14}{ms('convserve'):>11}{ms('torch'):>11}{ms('ort'):>11}"
-              f"{ratio('torch'):>10}{ratio('ort'):>8}{gf:>9.1f}{gf / rate:>8.0%}{err:>12}{mem:>24}")  # fmt: skip
+        ms = {
+            e: f"{times[e] * 1e3:.3f}ms" if e in times else "-"
+            for e in ("convserve", "torch", "ort")
+        }
+        ratio = {e: f"{cs / times[e]:.2f}×" if cs and e in times else "-" for e in ("torch", "ort")}
+        print(
+            f"{case:<14}{ms['convserve']:>11}{ms['torch']:>11}{ms['ort']:>11}{ratio['torch']:>10}"
+            f"{ratio['ort']:>8}{gf:>9.1f}{gf / rate:>8.0%}{err:>12}{mem:>24}"
+        )
 
 
 if __name__ == "__main__":

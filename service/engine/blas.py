@@ -47,7 +47,7 @@ def prefer_avx512_kernels(environ: MutableMapping[str, str] | None = None) -> st
 
 
 def blas_info() -> str:
-    """NumPy's BLAS, its version and the kernels it runs, e.g. 'scipy-openblas 0.3.31 (SkylakeX)'."""
+    """NumPy's BLAS, its version and its kernels, e.g. 'scipy-openblas 0.3.31 (SkylakeX)'."""
     import numpy as np
 
     try:

@@ -118,6 +118,35 @@ class Resolved:
         return (self.id, self.spec_sha256, self.weights_sha256)
 
 
+# resolve()'s statements, built once: it runs on every prediction, and building a select costs
+# SQLAlchemy more than SQLite takes to answer it.
+_COLS = (versions.c.number, versions.c.id, versions.c.spec_sha256, versions.c.weights_sha256)
+_OF_MODEL = models.join(versions, versions.c.model_id == models.c.id)
+_NAMED = models.c.name == sa.bindparam("name")
+_BY_NUMBER = (
+    sa.select(*_COLS)
+    .select_from(_OF_MODEL)
+    .where(_NAMED, versions.c.number == sa.bindparam("number"))
+)
+_BY_ALIAS = (
+    sa.select(*_COLS)
+    .select_from(_OF_MODEL.join(aliases, aliases.c.version_id == versions.c.id))
+    .where(_NAMED, aliases.c.name == sa.bindparam("alias"))
+)
+_PREFERRED = (  # the version alias :alias names, else the newest
+    sa.select(*_COLS)
+    .select_from(
+        _OF_MODEL.outerjoin(
+            aliases,
+            sa.and_(aliases.c.version_id == versions.c.id, aliases.c.name == sa.bindparam("alias")),
+        )
+    )
+    .where(_NAMED)
+    .order_by(aliases.c.version_id.is_(None), versions.c.number.desc())
+    .limit(1)
+)
+
+
 class Registry:
     """Models, their immutable numbered versions, aliases and weights, in one SQL database."""
 
@@ -262,25 +291,14 @@ class Registry:
         The answer is good for one request only: aliases move. It runs on every prediction, so
         the usual case is one query; only a miss takes the slower path that explains itself.
         """
-        cols = (versions.c.number, versions.c.id, versions.c.spec_sha256, versions.c.weights_sha256)
-        q = sa.select(*cols).join(models, models.c.id == versions.c.model_id)
-        q = q.where(models.c.name == name)
         if ref is not None and ref.isdigit():
-            q = q.where(versions.c.number == int(ref))
-        elif ref == "latest":
-            q = q.order_by(versions.c.number.desc()).limit(1)
-        elif ref is not None:
-            aliased = sa.select(aliases.c.version_id).where(
-                aliases.c.name == ref, aliases.c.model_id == models.c.id
-            )
-            q = q.where(versions.c.id.in_(aliased))
-        else:  # alias `default` when it exists, else the newest
-            is_default = sa.exists().where(
-                aliases.c.version_id == versions.c.id, aliases.c.name == DEFAULT_ALIAS
-            )
-            q = q.order_by(sa.case((is_default, 0), else_=1), versions.c.number.desc()).limit(1)
+            stmt, params = _BY_NUMBER, {"name": name, "number": int(ref)}
+        elif ref is not None and ref != "latest":
+            stmt, params = _BY_ALIAS, {"name": name, "alias": ref}
+        else:  # alias `default` when it exists (None), else the newest; "" is never an alias
+            stmt, params = _PREFERRED, {"name": name, "alias": DEFAULT_ALIAS if ref is None else ""}
         with self._read() as conn:
-            row = conn.execute(q).first()
+            row = conn.execute(stmt, params).first()
             if row is None:  # say what is missing
                 self._resolve(conn, self._model_row(conn, name), ref)
                 raise AssertionError("unreachable: the slow path found what the query did not")
