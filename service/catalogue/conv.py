@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import numpy as np
 from marshmallow import fields
 
-from service.engine.kernels import conv_nd, conv_out_size
+from service.engine.kernels import conv_kernel, conv_out_size
 
 from .base import (
     Checks,
@@ -192,14 +192,17 @@ class ConvNd(LayerType):
     def compile(
         self, layer: Layer, weights: Mapping[str, np.ndarray], in_shapes: Sequence[Shape]
     ) -> Op:
-        w, b = weights["weight"], weights.get("bias")
         lo, hi = self.pads(layer)
-        stride, dilation, groups = layer["stride"], layer["dilation"], layer["groups"]
-
-        def conv(x: np.ndarray) -> np.ndarray:
-            return conv_nd(x, w, b, stride, dilation, lo, hi, groups)
-
-        return conv
+        return conv_kernel(
+            weights["weight"],
+            weights.get("bias"),
+            layer["stride"],
+            layer["dilation"],
+            lo,
+            hi,
+            layer["groups"],
+            in_shapes[0][1:],
+        )
 
     def absorb_affine(
         self, layer: Layer, weights: Mapping[str, np.ndarray], scale: np.ndarray, shift: Any

@@ -7,12 +7,12 @@ channels second (NC + spatial), as in PyTorch.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 #: Upper bound on the im2col buffer; the batch is processed in chunks that fit it.
 DEFAULT_SCRATCH_BYTES = 64 * 1024 * 1024
@@ -28,8 +28,76 @@ def pad_spatial(
     """Pad the spatial axes (all but N and C); returns x itself when there is nothing to pad."""
     if not any(lo) and not any(hi):
         return x
-    widths = [(0, 0), (0, 0)] + [(int(a), int(b)) for a, b in zip(lo, hi, strict=True)]
-    return np.pad(x, widths, mode="constant", constant_values=value)
+    shape = (*x.shape[:2], *(n + a + b for n, a, b in zip(x.shape[2:], lo, hi, strict=True)))
+    # A filled buffer and one slice assignment: several times cheaper than np.pad.
+    out = np.full(shape, value, dtype=np.float32)
+    inner = (slice(a, a + n) for a, n in zip(lo, x.shape[2:], strict=True))
+    out[(slice(None), slice(None), *inner)] = x
+    return out
+
+
+def conv_kernel(
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    stride: Sequence[int],
+    dilation: Sequence[int],
+    pad_lo: Sequence[int],
+    pad_hi: Sequence[int],
+    groups: int,
+    in_spatial: Sequence[int],
+    scratch_bytes: int = DEFAULT_SCRATCH_BYTES,
+) -> Callable[[np.ndarray], np.ndarray]:
+    """N-d grouped, dilated, strided convolution (cross-correlation, as PyTorch) via im2col + GEMM,
+    prepared for one input size: everything but the batch is worked out once, here.
+
+    weight is (O, C/groups, *k). The padded input is viewed as (n, C, *k, *out) without copying;
+    one copy turns each chunk of the batch into columns (n, groups, C/groups·kvol, outvol) and a
+    batched matmul with the weight (groups, O/groups, C/groups·kvol) writes straight into the
+    (N, O, outvol) output, so there is no transpose afterwards.
+    """
+    rank = len(in_spatial)
+    out_ch, cg = weight.shape[0], weight.shape[1]
+    channels, og = cg * groups, out_ch // groups
+    kshape = tuple(weight.shape[2:])
+    sp = tuple(n + a + b for n, a, b in zip(in_spatial, pad_lo, pad_hi, strict=True))
+    out_sp = tuple(
+        (sp[i] - dilation[i] * (kshape[i] - 1) - 1) // stride[i] + 1 for i in range(rank)
+    )
+    kvol, ovol = math.prod(kshape), math.prod(out_sp)
+    w = np.ascontiguousarray(weight.reshape(groups, og, cg * kvol), dtype=np.float32)
+    b = None if bias is None else bias.reshape(1, out_ch, 1).astype(np.float32)
+    padded = any(pad_lo) or any(pad_hi)
+    # Byte strides of a contiguous (n, C, *sp) float32 array, and of the window view over it.
+    s_spatial = [4 * math.prod(sp[i + 1 :]) for i in range(rank)]
+    s_channel = 4 * math.prod(sp)
+    s_item = s_channel * channels
+    view_strides = (
+        s_item,
+        s_channel,
+        *(s_spatial[i] * dilation[i] for i in range(rank)),
+        *(s_spatial[i] * stride[i] for i in range(rank)),
+    )
+    per_item = channels * kvol * ovol * 4
+    max_chunk = max(1, scratch_bytes // max(per_item, 1))
+
+    def conv(x: np.ndarray) -> np.ndarray:
+        n_batch = x.shape[0]
+        xp = pad_spatial(x, pad_lo, pad_hi) if padded else x
+        xp = np.ascontiguousarray(xp, dtype=np.float32)
+        y = np.empty((n_batch, out_ch, ovol), dtype=np.float32)
+        for n0 in range(0, n_batch, max_chunk):
+            n = min(max_chunk, n_batch - n0)
+            # The windows as a strided view of the padded input; the ndarray constructor costs
+            # a fraction of as_strided, which matters for small inputs.
+            view = np.ndarray((n, channels, *kshape, *out_sp), np.float32, xp, n0 * s_item,
+                              view_strides)  # fmt: skip
+            cols = view.reshape(n, groups, cg * kvol, ovol)  # the one copy (none for a 1×1)
+            np.matmul(w, cols, out=y[n0 : n0 + n].reshape(n, groups, og, ovol))
+        if b is not None:
+            y += b
+        return y.reshape(n_batch, out_ch, *out_sp)
+
+    return conv
 
 
 def conv_nd(
@@ -43,46 +111,11 @@ def conv_nd(
     groups: int = 1,
     scratch_bytes: int = DEFAULT_SCRATCH_BYTES,
 ) -> np.ndarray:
-    """N-d grouped, dilated, strided convolution (cross-correlation, as PyTorch) via im2col + GEMM.
-
-    weight is (O, C/groups, *k). The padded input is viewed as (n, C, *k, *out) without copying;
-    one copy turns each chunk of the batch into columns (n, groups, C/groups·kvol, outvol) and a
-    batched matmul with the weight (groups, O/groups, C/groups·kvol) writes straight into the
-    (N, O, outvol) output, so there is no transpose afterwards.
-    """
-    n_batch, channels = x.shape[:2]
-    rank = x.ndim - 2
-    out_ch = weight.shape[0]
-    kshape = weight.shape[2:]
-    xp = pad_spatial(x, pad_lo, pad_hi)
-    sp = xp.shape[2:]
-    out_sp = tuple(
-        (sp[i] - dilation[i] * (kshape[i] - 1) - 1) // stride[i] + 1 for i in range(rank)
+    """One convolution (see conv_kernel), preparing and running at once."""
+    kernel = conv_kernel(
+        weight, bias, stride, dilation, pad_lo, pad_hi, groups, x.shape[2:], scratch_bytes
     )
-    kvol, ovol = math.prod(kshape), math.prod(out_sp)
-    cg, og = channels // groups, out_ch // groups
-    w = weight.reshape(groups, og, cg * kvol)
-    y = np.empty((n_batch, out_ch, ovol), dtype=np.float32)
-
-    s = xp.strides
-    win_strides = tuple(s[2 + i] * dilation[i] for i in range(rank))
-    out_strides = tuple(s[2 + i] * stride[i] for i in range(rank))
-    per_item = channels * kvol * ovol * 4
-    chunk = max(1, min(n_batch, scratch_bytes // max(per_item, 1)))
-    for n0 in range(0, n_batch, chunk):
-        xc = xp[n0 : n0 + chunk]
-        n = xc.shape[0]
-        view = as_strided(
-            xc,
-            shape=(n, channels, *kshape, *out_sp),
-            strides=(s[0], s[1], *win_strides, *out_strides),
-            writeable=False,
-        )
-        cols = view.reshape(n, groups, cg * kvol, ovol)  # the one copy (none for a plain 1×1)
-        np.matmul(w, cols, out=y[n0 : n0 + n].reshape(n, groups, og, ovol))
-    if bias is not None:
-        y += bias.reshape(1, out_ch, 1)
-    return y.reshape(n_batch, out_ch, *out_sp)
+    return kernel(x)
 
 
 def pool_nd(
@@ -105,24 +138,35 @@ def pool_nd(
     fill = -np.inf if mode == "max" else 0.0
     xp = pad_spatial(x, pad_lo, pad_hi, fill)
     reduce = np.maximum if mode == "max" else np.add
-    dilation = dilation or (1,) * len(kernel)
-    acc: np.ndarray | None = None
-    for offs in itertools.product(
-        *(range(0, k * d, d) for k, d in zip(kernel, dilation, strict=True))
-    ):
-        sl = tuple(
-            slice(o, o + st * (n - 1) + 1, st)
-            for o, st, n in zip(offs, stride, out_sp, strict=True)
-        )
-        v = xp[(slice(None), slice(None), *sl)]
-        if acc is None:
-            acc = np.array(v, dtype=np.float32, copy=True)
-        else:
-            reduce(acc, v, out=acc)
-    assert acc is not None
+    first, *rest = _window_slices(
+        tuple(kernel), tuple(stride), tuple(out_sp), tuple(dilation or (1,) * len(kernel))
+    )
+    acc = np.array(xp[first], dtype=np.float32, copy=True)
+    for sl in rest:
+        reduce(acc, xp[sl], out=acc)
     if mode == "avg":
         acc *= (1.0 / divisor).astype(np.float32)
     return acc
+
+
+@functools.lru_cache(maxsize=256)
+def _window_slices(
+    kernel: tuple[int, ...], stride: tuple[int, ...], out_sp: tuple[int, ...], dilation: tuple
+) -> list[tuple[slice, ...]]:
+    """One index per kernel offset, selecting that tap of every window (built once per shape)."""
+    return [
+        (
+            slice(None),
+            slice(None),
+            *(
+                slice(o, o + st * (n - 1) + 1, st)
+                for o, st, n in zip(offs, stride, out_sp, strict=True)
+            ),
+        )
+        for offs in itertools.product(
+            *(range(0, k * d, d) for k, d in zip(kernel, dilation, strict=True))
+        )
+    ]
 
 
 def avg_pool_divisor(
