@@ -71,7 +71,28 @@ def test_in_place_steps_never_clobber_a_buffer_still_read():
     assert steps["r1"].inplace  # over bn's output (folded into c1), read by nothing else
     assert not steps["t"].inplace  # c2 is still read by sum
     assert not steps["s"].inplace  # flat is a view of sum, which flat2 still reads
+    assert steps["sum"].inplace and steps["out"].inplace  # adds write over their first input
     np.testing.assert_allclose(plan.run(x), reference(x, w), rtol=1e-5, atol=1e-5)
+
+
+def test_an_add_keeps_its_first_input_while_a_later_layer_reads_it():
+    conv = {"type": "conv2d", "in_channels": 2, "out_channels": 2, "kernel_size": 1}
+    arch = Architecture.from_spec(
+        spec_of(
+            [2, 3, 3],
+            {"name": "c", **conv},
+            {"name": "r", "type": "relu"},
+            {"name": "twice", "type": "add", "inputs": ["r", "r"]},  # r is read again below
+            {"name": "thrice", "type": "add", "inputs": ["twice", "r"]},
+        )
+    )
+    w = randomised(arch)
+    plan = compile_plan(arch, w)
+    steps = {s.name: s for s in plan.steps}
+    assert not steps["twice"].inplace and steps["thrice"].inplace
+    x = RNG.normal(size=(2, 2, 3, 3)).astype(np.float32)
+    c = np.einsum("oc,nchw->nohw", w["c.weight"][:, :, 0, 0], x) + w["c.bias"][:, None, None]
+    np.testing.assert_allclose(plan.run(x), 3 * np.maximum(c, 0), rtol=1e-5, atol=1e-6)
 
 
 def test_batchnorm_is_folded_and_agrees_with_the_unfolded_plan():

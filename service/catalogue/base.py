@@ -219,7 +219,7 @@ class LayerType:
     family: ClassVar[str] = ""
     #: (minimum, maximum) number of inputs; None = unbounded.
     arity: ClassVar[tuple[int, int | None]] = (1, 1)
-    #: The forward pass may write its result over its (single) input: it takes `out=`.
+    #: The forward pass may write its result over its (first) input: it takes `out=`.
     inplace: ClassVar[bool] = False
     #: The output may be a view of the input (same memory), so it must not be overwritten while
     #: the input is still read elsewhere.

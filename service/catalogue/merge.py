@@ -42,6 +42,7 @@ class Merge(LayerType):
 @register
 class Add(Merge):
     type_name = "add"
+    inplace = True  # may write the sum over its first input
 
     def output_shape(self, layer: Layer, sources: Sequence[Source]) -> Shape:
         shapes = {s.shape for s in sources}
@@ -63,8 +64,8 @@ class Add(Merge):
     def compile(
         self, layer: Layer, weights: Mapping[str, np.ndarray], in_shapes: Sequence[Shape]
     ) -> Op:
-        def add(*xs: np.ndarray) -> np.ndarray:
-            y = xs[0] + xs[1]
+        def add(*xs: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+            y = np.add(xs[0], xs[1], out=out)
             for x in xs[2:]:
                 y += x
             return y

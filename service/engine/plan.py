@@ -107,9 +107,10 @@ class Plan:
         steps: list[Step] = []
         for i, (name, op, inputs, node) in enumerate(raw):
             src_root = root[inputs[0]]
+            # An op that takes `out=` overwrites its first input when no other name still
+            # reads that memory (elementwise, so the other inputs may even be the same array).
             inplace = (
                 node.kind.inplace
-                and len(inputs) == 1
                 and src_root != arch.input_name
                 and all(last_use[m] <= i for m in members[src_root])
             )
@@ -153,7 +154,7 @@ class Plan:
         env: dict[str, np.ndarray] = {self.arch.input_name: x}
         for step in self.steps:
             args = [env[r] for r in step.inputs]
-            env[step.name] = step.op(args[0], out=args[0]) if step.inplace else step.op(*args)
+            env[step.name] = step.op(*args, out=args[0]) if step.inplace else step.op(*args)
             for r in step.free:
                 del env[r]
         out = env[self.arch.output]
