@@ -8,7 +8,6 @@ channels second (NC + spatial), as in PyTorch.
 from __future__ import annotations
 
 import functools
-import itertools
 import math
 from collections.abc import Callable, Sequence
 
@@ -129,44 +128,46 @@ def pool_nd(
     divisor: np.ndarray | None = None,
     dilation: Sequence[int] | None = None,
 ) -> np.ndarray:
-    """Max or average pooling as running reductions over strided slices (one per kernel offset).
+    """Max or average pooling as running reductions over strided slices, one axis at a time.
 
-    pad_hi may exceed the layer's padding to make room for ceil_mode's last windows; max pooling
-    pads with -inf so padding never wins, average pooling pads with 0 and divides by `divisor`
-    (broadcastable to the spatial output), which carries PyTorch's count_include_pad rule.
+    A window's max (or sum) is the max (sum) over its rows of each row's max (sum), so each
+    spatial axis is reduced in turn: k strided slices per axis instead of k^rank, each pass on a
+    smaller array. pad_hi may exceed the layer's padding to make room for ceil_mode's last
+    windows; max pooling pads with -inf so padding never wins, average pooling pads with 0 and
+    divides by `divisor` (broadcastable to the spatial output), which carries PyTorch's
+    count_include_pad rule.
     """
     fill = -np.inf if mode == "max" else 0.0
-    xp = pad_spatial(x, pad_lo, pad_hi, fill)
+    acc = pad_spatial(x, pad_lo, pad_hi, fill)
     reduce = np.maximum if mode == "max" else np.add
-    first, *rest = _window_slices(
+    per_axis = _axis_slices(
         tuple(kernel), tuple(stride), tuple(out_sp), tuple(dilation or (1,) * len(kernel))
     )
-    acc = np.array(xp[first], dtype=np.float32, copy=True)
-    for sl in rest:
-        reduce(acc, xp[sl], out=acc)
+    for first, *rest in per_axis:
+        src = acc
+        acc = np.array(src[first], dtype=np.float32, copy=True)
+        for sl in rest:
+            reduce(acc, src[sl], out=acc)
     if mode == "avg":
         acc *= (1.0 / divisor).astype(np.float32)
     return acc
 
 
 @functools.lru_cache(maxsize=256)
-def _window_slices(
+def _axis_slices(
     kernel: tuple[int, ...], stride: tuple[int, ...], out_sp: tuple[int, ...], dilation: tuple
-) -> list[tuple[slice, ...]]:
-    """One index per kernel offset, selecting that tap of every window (built once per shape)."""
-    return [
-        (
-            slice(None),
-            slice(None),
-            *(
-                slice(o, o + st * (n - 1) + 1, st)
-                for o, st, n in zip(offs, stride, out_sp, strict=True)
-            ),
-        )
-        for offs in itertools.product(
-            *(range(0, k * d, d) for k, d in zip(kernel, dilation, strict=True))
-        )
-    ]
+) -> list[list[tuple[slice, ...]]]:
+    """Per spatial axis, one index per tap: that tap of every window along the axis."""
+    rank = len(kernel)
+    axes = []
+    for a in range(rank):
+        taps = []
+        for o in range(0, kernel[a] * dilation[a], dilation[a]):
+            index = [slice(None)] * (rank + 2)
+            index[2 + a] = slice(o, o + stride[a] * (out_sp[a] - 1) + 1, stride[a])
+            taps.append(tuple(index))
+        axes.append(taps)
+    return axes
 
 
 def avg_pool_divisor(
