@@ -10,6 +10,9 @@ from sqlalchemy.engine import Connection, Engine
 
 #: Execution option marking a transaction that will write.
 WRITE = {"convserve_write": True}
+#: Execution option for a connection that runs one read statement: on SQLite no BEGIN is sent
+#: (the statement is its own snapshot), sparing a round trip on every prediction.
+SINGLE_READ = {"convserve_single_read": True}
 
 
 def make_engine(url: str) -> Engine:
@@ -41,5 +44,7 @@ def _sqlite_for_many_processes(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
-        immediate = conn.get_execution_options().get("convserve_write")
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        options = conn.get_execution_options()
+        if options.get("convserve_single_read"):
+            return
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get("convserve_write") else "BEGIN")

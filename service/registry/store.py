@@ -25,7 +25,7 @@ from service.architecture import Architecture, Limits, image_preprocess
 from service.errors import Conflict, IntegrityFailure, Malformed, NotFound
 from service.weights import load_npz
 
-from .db import WRITE
+from .db import SINGLE_READ, WRITE
 from .tables import aliases, blobs, models, versions
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -297,11 +297,12 @@ class Registry:
             stmt, params = _BY_ALIAS, {"name": name, "alias": ref}
         else:  # alias `default` when it exists (None), else the newest; "" is never an alias
             stmt, params = _PREFERRED, {"name": name, "alias": DEFAULT_ALIAS if ref is None else ""}
-        with self._read() as conn:
-            row = conn.execute(stmt, params).first()
-            if row is None:  # say what is missing
+        with self.engine.connect() as conn:
+            row = conn.execution_options(**SINGLE_READ).execute(stmt, params).first()
+        if row is None:  # say what is missing
+            with self._read() as conn:
                 self._resolve(conn, self._model_row(conn, name), ref)
-                raise AssertionError("unreachable: the slow path found what the query did not")
+            raise AssertionError("unreachable: the slow path found what the query did not")
         return Resolved(name, row.number, row.id, row.spec_sha256, row.weights_sha256)
 
     def version_numbers(self, name: str) -> list[int]:
