@@ -2,11 +2,12 @@
 
 NumPy's wheels bundle OpenBLAS built for many CPUs (DYNAMIC_ARCH). On the 2-core AVX-512 Xeons
 this project is measured on it still picks its Haswell (AVX2) kernels; `OPENBLAS_CORETYPE=SkylakeX`
-makes it use AVX-512 and raised NumPy's float32 GEMM from 92 to 119 GFLOP/s there (2048³, two
-threads; see bench/engine.py). The variable only counts if it is set before OpenBLAS loads, i.e.
-before NumPy is first imported, so `service/__init__.py` calls `prefer_avx512_kernels()` first
-thing. A value already in the environment always wins (set `OPENBLAS_CORETYPE=Haswell` to opt
-out); CPUs without AVX-512, and NumPy builds on other BLAS libraries, are left alone.
+makes it use AVX-512 and raised NumPy's float32 GEMM from 130–139 to 186 GFLOP/s there (2048³,
+two threads, quiet machine; see bench/engine.py). The variable only counts if it is set before
+OpenBLAS loads, i.e. before NumPy is first imported, so `service/__init__.py` calls
+`prefer_avx512_kernels()` first thing. A value already in the environment always wins (set
+`OPENBLAS_CORETYPE=Haswell` to opt out); CPUs without AVX-512, and NumPy builds on other BLAS
+libraries, are left alone.
 """
 
 from __future__ import annotations
