@@ -9,6 +9,7 @@ channel, channels first. `Architecture.image_preprocess` gives the pipeline with
 
 from __future__ import annotations
 
+import functools
 import io
 import warnings
 from collections.abc import Mapping, Sequence
@@ -113,10 +114,15 @@ class ImagePipeline:
             )
         arr = np.asarray(img, dtype=np.float32)
         arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
-        # (x·scale − mean) / std as one multiply-add per value.
-        a = np.asarray([self.scale / s for s in self.std], np.float32)[:, None, None]
+        a, b = self._affine
+        return arr * a + b
+
+    @functools.cached_property
+    def _affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """(x·scale − mean) / std as one multiply-add per value: (a, b) per channel."""
+        a = np.asarray([self.scale / s for s in self.std], np.float32)
         b = np.asarray([-m / s for m, s in zip(self.mean, self.std, strict=True)], np.float32)
-        return arr * a + b[:, None, None]
+        return a[:, None, None], b[:, None, None]
 
     # -- steps -------------------------------------------------------------------------
 

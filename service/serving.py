@@ -8,6 +8,7 @@ by the version's id and content hashes, which never change.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -52,14 +53,20 @@ class LoadedModel:
     def number(self) -> int:
         return self.version.number
 
-    @property
+    @functools.cached_property
     def labels(self) -> list[str]:
+        """Class names: the spec's labels, else the indices as text (built once per model)."""
         k = self.arch.num_classes or 0
         return self.arch.labels or [str(i) for i in range(k)]
 
     @property
     def layers(self) -> list[str]:
         return [self.arch.input_name, *(n.name for n in self.arch.nodes)]
+
+
+def best_first(scores: np.ndarray, k: int) -> np.ndarray:
+    """Per row, the indices of the k highest scores, best first (ties: lower index first)."""
+    return np.argsort(-scores, axis=1, kind="stable")[:, : min(k, scores.shape[1])]
 
 
 class ModelCache:
@@ -262,8 +269,7 @@ class DataPlane:
         k = self.check_classifier(model)
         scores = self.run(model, x).reshape(len(x), k)
         probs = scores if model.arch.yields_probabilities else softmax(scores, axis=1)
-        top_k = min(top_k, k)
-        order = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
+        order = best_first(probs, top_k)
         labels = model.labels
         self.count_predictions(model, order[:, 0])
         return [

@@ -18,7 +18,7 @@ from flask import Response, current_app, request
 
 from service import __version__
 from service.errors import InvalidInput, Malformed, TooLarge, UnsupportedMedia
-from service.serving import DataPlane, LoadedModel
+from service.serving import DataPlane, LoadedModel, best_first
 
 from .health import check_ready
 from .parsing import ApiBlueprint
@@ -290,7 +290,7 @@ def _classification(dp: DataPlane, model: LoadedModel, y: np.ndarray, count: int
     """Triton's classification extension: "value:index[:label]" strings, best first."""
     k = dp.check_classifier(model)
     scores = y.reshape(len(y), k)
-    order = np.argsort(-scores, axis=1, kind="stable")[:, : min(count, k)]
+    order = best_first(scores, count)
     labels = model.arch.labels
     rows = [
         [f"{s[i]:f}:{i}" + (f":{labels[i]}" if labels else "") for i in row]
