@@ -52,7 +52,6 @@ class _Graph:
     layers: list[dict[str, Any]] = field(default_factory=list)
     weights: dict[str, np.ndarray] = field(default_factory=dict)
     names: set[str] = field(default_factory=set)
-    consumers: dict[str, int] = field(default_factory=dict)
 
     def layer(self, node: Any, kind: str, inputs: list[str], **fields: Any) -> dict[str, Any]:
         name = self._name(node)

@@ -152,8 +152,7 @@ def get_weights(name: str, ref: str) -> Response:
 @blp.response(200, LayerTableSchema)
 def get_layers(name: str, ref: str) -> dict[str, Any]:
     """The layer table of a stored version: shapes, weights, params, MACs, receptive fields."""
-    _, _, spec = registry().spec(name, ref)
-    return Architecture.from_spec(spec).table()
+    return Architecture.from_spec(registry().spec(name, ref)).table()
 
 
 @blp.route("/<name>/aliases/<alias>", methods=["PUT"])

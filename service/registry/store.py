@@ -279,11 +279,10 @@ class Registry:
         doc["preprocess"] = image_preprocess(v["spec"]["input"])
         return doc
 
-    def spec(self, name: str, ref: str) -> tuple[int, int, dict[str, Any]]:
-        """(version id, number, spec) of a version: what the data plane needs to load it."""
+    def spec(self, name: str, ref: str) -> dict[str, Any]:
+        """A version's spec (the data plane loads versions with resolve() and load())."""
         with self._read() as conn:
-            v = self._resolve(conn, self._model_row(conn, name), ref)
-        return v["id"], v["number"], v["spec"]
+            return self._resolve(conn, self._model_row(conn, name), ref)["spec"]
 
     def resolve(self, name: str, ref: str | None = None) -> Resolved:
         """Which version `ref` names right now (None: alias `default`, else the newest).
