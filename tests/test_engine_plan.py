@@ -7,8 +7,9 @@ import pytest
 
 from service.architecture import Architecture
 from service.engine import compile_plan
-from service.engine.kernels import conv_nd
+from service.engine.kernels import conv_kernel, conv_nd
 from service.errors import InvalidInput
+from tests import oracle
 from tests.conftest import spec_of
 
 RNG = np.random.default_rng(0)
@@ -66,13 +67,29 @@ def test_in_place_steps_never_clobber_a_buffer_still_read():
     arch = Architecture.from_spec(branchy_spec())
     w = randomised(arch)
     x = RNG.normal(size=(3, 4, 5, 5)).astype(np.float32)
-    plan = compile_plan(arch, w)
+    plan = compile_plan(arch, w, fuse_activations=False)
     steps = {s.name: s for s in plan.steps}
     assert steps["r1"].inplace  # over bn's output (folded into c1), read by nothing else
     assert not steps["t"].inplace  # c2 is still read by sum
     assert not steps["s"].inplace  # flat is a view of sum, which flat2 still reads
     assert steps["sum"].inplace and steps["out"].inplace  # adds write over their first input
     np.testing.assert_allclose(plan.run(x), reference(x, w), rtol=1e-5, atol=1e-5)
+
+
+def test_an_activation_is_fused_into_its_conv_only_when_nothing_else_reads_the_conv():
+    arch = Architecture.from_spec(branchy_spec())
+    w = randomised(arch)
+    x = RNG.normal(size=(3, 4, 5, 5)).astype(np.float32)
+    plan = compile_plan(arch, w)
+    steps = {s.name: s for s in plan.steps}
+    assert steps["r1"].inputs == ("image",)  # c1, its folded bn and r1: one step
+    assert "c1" not in steps and "bn" not in steps
+    assert steps["t"].inputs == ("c2",)  # c2 is also read by sum: its tanh stays a step
+    np.testing.assert_allclose(plan.run(x), reference(x, w), rtol=1e-5, atol=1e-5)
+    # Asking for the pre-activation output keeps it apart.
+    out, got = plan.run(x, capture=["bn"])
+    assert "bn" in got
+    np.testing.assert_allclose(out, plan.run(x), rtol=1e-5, atol=1e-6)
 
 
 def test_an_add_keeps_its_first_input_while_a_later_layer_reads_it():
@@ -98,7 +115,8 @@ def test_an_add_keeps_its_first_input_while_a_later_layer_reads_it():
 def test_batchnorm_is_folded_and_agrees_with_the_unfolded_plan():
     arch = Architecture.from_spec(branchy_spec())
     w = randomised(arch, seed=3)
-    folded, plain = compile_plan(arch, w), compile_plan(arch, w, fold_batchnorm=False)
+    folded = compile_plan(arch, w, fuse_activations=False)
+    plain = compile_plan(arch, w, fold_batchnorm=False, fuse_activations=False)
     assert "bn" in {s.name for s in folded.steps} and "c1" not in {s.name for s in folded.steps}
     assert {"bn", "c1"} <= {s.name for s in plain.steps}
     x = RNG.normal(size=(2, 4, 5, 5)).astype(np.float32)
@@ -139,14 +157,36 @@ def test_batch_results_equal_single_results(lenet_spec):
     np.testing.assert_allclose(batch.sum(axis=1), 1, rtol=1e-5)
 
 
-def test_conv_chunks_the_batch_to_bound_scratch_memory():
-    x = RNG.normal(size=(7, 3, 9, 9)).astype(np.float32)
-    w = RNG.normal(size=(5, 3, 3, 3)).astype(np.float32)
-    b = RNG.normal(size=5).astype(np.float32)
-    args = ((2, 1), (1, 2), (1, 0), (1, 2))
-    whole = conv_nd(x, w, b, *args)
-    tiny = conv_nd(x, w, b, *args, scratch_bytes=1)  # one image per chunk
-    np.testing.assert_allclose(tiny, whole, rtol=1e-6)
+@pytest.mark.parametrize(
+    ("kernel", "stride", "pad", "groups"),
+    [
+        (3, (2, 1), (1, 2), 1),
+        (3, (1, 1), (1, 1), 3),
+        (1, (1, 1), (0, 0), 3),
+        (1, (2, 2), (0, 0), 1),
+    ],
+)
+@pytest.mark.parametrize("scratch", [1, 3 * 4 * 9 * 40, 5 * 4 * 9 * 81, 1 << 30])
+def test_conv_chunking_never_changes_the_result(kernel, stride, pad, groups, scratch):
+    """Every way of cutting the work (a row at a time, bands of rows, whole images, several images
+    side by side in one GEMM, a 1×1 with no columns) gives the oracle's answer."""
+    x = RNG.normal(size=(7, 6, 9, 10)).astype(np.float32)
+    w = RNG.normal(size=(6, 6 // groups, kernel, kernel)).astype(np.float32)
+    b = RNG.normal(size=6).astype(np.float32)
+    geometry = (stride, (1, 2), pad, pad)
+    expected = oracle.conv_nd(x, w, b, *geometry, groups)
+    got = conv_nd(x, w, b, *geometry, groups=groups, scratch_bytes=scratch)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_conv_epilogue_sees_every_output_value_once():
+    x = RNG.normal(size=(5, 3, 12, 12)).astype(np.float32)
+    w = RNG.normal(size=(4, 3, 3, 3)).astype(np.float32)
+    plain = conv_nd(x, w, None, (1, 1), (1, 1), (1, 1), (1, 1))
+    for scratch in (1, 4 * 27 * 30, 1 << 30):
+        kernel = conv_kernel(w, None, (1, 1), (1, 1), (1, 1), (1, 1), 1, (12, 12), scratch,
+                             epilogue=lambda y: np.add(y, 1, out=y))  # fmt: skip
+        np.testing.assert_allclose(kernel(x), plain + 1, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("shape", [(1, 32, 32), (2, 1, 32), (1, 1, 28, 28), (3,)])

@@ -39,6 +39,10 @@ class Elementwise(LayerType):
         activation.__name__ = self.type_name
         return activation
 
+    def as_epilogue(self, layer: Layer) -> Callable[[np.ndarray], object]:
+        f = self.function(layer)
+        return lambda y: f(y, y)
+
 
 @register
 class ReLU(Elementwise):

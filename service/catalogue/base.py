@@ -227,6 +227,9 @@ class LayerType:
     #: Its output along the class axis is already a probability distribution (sums to 1), so a
     #: classifier ending with it needs no softmax on top.
     yields_probabilities: ClassVar[bool] = False
+    #: Its compiled forward pass takes `epilogue=`, an in-place function of an output chunk (see
+    #: `as_epilogue`), and applies it to each chunk as soon as the chunk is computed.
+    takes_epilogue: ClassVar[bool] = False
 
     # Shapes -------------------------------------------------------------------------------
 
@@ -260,6 +263,12 @@ class LayerType:
     ) -> Op:
         """A function of the batched input arrays (float32, N first) returning the output."""
         raise NotImplementedError(self.type_name)
+
+    def as_epilogue(self, layer: Layer) -> Callable[[np.ndarray], object] | None:
+        """This layer as an in-place function of any part of its input, when it works value by
+        value (a ReLU): the plan then lets the producer of its input apply it (see
+        `takes_epilogue`). None when it is not such a layer."""
+        return None
 
     # Batch-norm folding: a layer that is a per-channel affine map can be folded into a producer
     # that can absorb one, so y = producer(x) * scale + shift costs nothing at run time.

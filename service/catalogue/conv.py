@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -60,6 +60,7 @@ def same_padding(kernel: Sequence[int], dilation: Sequence[int]) -> tuple[tuple,
 class ConvNd(LayerType):
     rank: ClassVar[int]
     family = "convolution"
+    takes_epilogue = True
 
     def pads(self, layer: Layer) -> tuple[tuple, tuple]:
         """(before, after) padding per spatial axis."""
@@ -190,7 +191,11 @@ class ConvNd(LayerType):
         )
 
     def compile(
-        self, layer: Layer, weights: Mapping[str, np.ndarray], in_shapes: Sequence[Shape]
+        self,
+        layer: Layer,
+        weights: Mapping[str, np.ndarray],
+        in_shapes: Sequence[Shape],
+        epilogue: Callable[[np.ndarray], object] | None = None,
     ) -> Op:
         lo, hi = self.pads(layer)
         return conv_kernel(
@@ -202,6 +207,7 @@ class ConvNd(LayerType):
             hi,
             layer["groups"],
             in_shapes[0][1:],
+            epilogue=epilogue,
         )
 
     def absorb_affine(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -48,6 +49,7 @@ class Plan:
         *,
         keep: Iterable[str] = (),
         fold_batchnorm: bool = True,
+        fuse_activations: bool = True,
     ):
         self.arch = arch
         self.weights = weights
@@ -56,6 +58,7 @@ class Plan:
         if unknown:
             raise InvalidInput(f"no layer named {', '.join(sorted(map(repr, unknown)))}")
         self.fold_batchnorm = fold_batchnorm
+        self.fuse_activations = fuse_activations
         self.nbytes = 0  # memory held by weights, the originals and any folded copies
         self.steps = self._compile()
         self._variants: dict[frozenset[str], Plan] = {}
@@ -83,13 +86,22 @@ class Plan:
         held = [*self.weights.values(), *(a for w in layer_w.values() for a in w.values())]
         self.nbytes = sum({id(a): a.nbytes for a in held}.values())
 
+        # One unit per step: [output name, node, inputs, fused activation node or None]. A
+        # producer with a folded batch norm stores its result under the norm's name.
+        units = [
+            [producers_folded.get(n.name, n.name), n, n.inputs, None]
+            for n in arch.nodes
+            if n.name not in folded_into  # computed by its producer's step
+        ]
+        if self.fuse_activations:
+            units = self._fuse_activations(units)
         raw: list[tuple[str, Op, tuple[str, ...], Node]] = []
-        for node in arch.nodes:
-            if node.name in folded_into:
-                continue  # computed by its producer's step
-            op = node.kind.compile(node.layer, layer_w[node.name], node.in_shapes)
-            # A producer with a folded batch norm stores its result under the norm's name.
-            raw.append((producers_folded.get(node.name, node.name), op, node.inputs, node))
+        for name, node, inputs, activation in units:
+            kw = {}
+            if activation is not None:
+                kw["epilogue"] = activation.kind.as_epilogue(activation.layer)
+            op = node.kind.compile(node.layer, layer_w[node.name], node.in_shapes, **kw)
+            raw.append((name, op, inputs, node))
 
         # Liveness: the index of the last step reading each name; kept names live forever.
         forever = math.inf
@@ -123,6 +135,33 @@ class Plan:
             free = tuple(r for r in dict.fromkeys(inputs) if last_use[r] == i)
             steps.append(Step(name, op, inputs, inplace, free))
         return steps
+
+    def _fuse_activations(self, units: list[list]) -> list[list]:
+        """Hand each value-by-value activation to the step producing its input, when that step
+        can apply it to its output chunk by chunk while the chunk is in cache and nothing else
+        reads (or keeps) the value before the activation: a conv followed by a ReLU becomes one
+        step that never writes the pre-ReLU map to memory."""
+        readers = Counter(r for unit in units for r in dict.fromkeys(unit[2]))
+        by_output = {unit[0]: unit for unit in units}
+        kept = []
+        for unit in units:
+            name, node, inputs, _ = unit
+            source = by_output.get(inputs[0]) if len(inputs) == 1 else None
+            if (
+                source is not None
+                and source[3] is None
+                and source[1].kind.takes_epilogue
+                and node.kind.as_epilogue(node.layer) is not None
+                and readers[inputs[0]] == 1
+                and inputs[0] not in self.keep
+                and inputs[0] != self.arch.output
+            ):
+                del by_output[source[0]]
+                source[0], source[3] = name, node  # the producer now outputs the activation
+                by_output[name] = source
+            else:
+                kept.append(unit)
+        return kept
 
     def _sole_producer(self, node: Node) -> Node | None:
         """The layer feeding `node` when only `node` reads it and its own output is not needed."""
