@@ -7,7 +7,7 @@ import pytest
 
 from service.architecture import Architecture
 from service.engine import compile_plan
-from service.engine.kernels import conv_kernel, conv_nd
+from service.engine.kernels import avg_pool_divisor, conv_kernel, conv_nd, pool_nd
 from service.errors import InvalidInput
 from tests import oracle
 from tests.conftest import spec_of
@@ -177,6 +177,19 @@ def test_conv_chunking_never_changes_the_result(kernel, stride, pad, groups, scr
     expected = oracle.conv_nd(x, w, b, *geometry, groups)
     got = conv_nd(x, w, b, *geometry, groups=groups, scratch_bytes=scratch)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("scratch", [1, 4 * 99 * 4, 1 << 30])
+def test_pooling_a_group_of_maps_at_a_time_never_changes_the_result(scratch):
+    x = RNG.normal(size=(3, 5, 9, 11)).astype(np.float32)
+    kernel, stride, pad, dilation = (3, 2), (2, 2), (1, 1), (1, 2)
+    expected = oracle.max_pool_nd(x, kernel, stride, pad, dilation, True)  # ceil_mode
+    got = pool_nd(x, kernel, stride, pad, expected.shape[2:], "max", None, dilation, scratch)
+    np.testing.assert_array_equal(got, expected.astype(np.float32))
+    expected = oracle.avg_pool_nd(x, kernel, stride, pad, True, False)
+    divisor = avg_pool_divisor(x.shape[2:], kernel, stride, pad, expected.shape[2:], False)
+    got = pool_nd(x, kernel, stride, pad, expected.shape[2:], "avg", divisor, None, scratch)
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
 
 
 def test_a_conv_epilogue_sees_every_output_value_once():

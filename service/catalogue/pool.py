@@ -121,11 +121,6 @@ class PoolNd(LayerType):
         k, stride, pad, dil = self._geometry(layer)
         spatial = in_shapes[0][1:]
         out = self._out(layer, spatial)
-        # Room for ceil_mode's last window, which may reach past the right padding.
-        hi = tuple(
-            max(pad[i], (out[i] - 1) * stride[i] + dil[i] * (k[i] - 1) + 1 - spatial[i] - pad[i])
-            for i in range(self.rank)
-        )
         divisor = None
         if self.mode == "avg":
             divisor = avg_pool_divisor(
@@ -134,7 +129,7 @@ class PoolNd(LayerType):
         mode = self.mode
 
         def pool(x: np.ndarray) -> np.ndarray:
-            return pool_nd(x, k, stride, pad, hi, out, mode, divisor, dil)
+            return pool_nd(x, k, stride, pad, out, mode, divisor, dil)
 
         return pool
 
