@@ -59,7 +59,8 @@ class Plan:
             raise InvalidInput(f"no layer named {', '.join(sorted(map(repr, unknown)))}")
         self.fold_batchnorm = fold_batchnorm
         self.fuse_activations = fuse_activations
-        self.nbytes = 0  # memory held by weights, the originals and any folded copies
+        #: Memory held by weights (the originals and any folded copies) and what ops derive.
+        self.nbytes = 0
         self.steps = self._compile()
         self._variants: dict[frozenset[str], Plan] = {}
         self._variants_lock = threading.Lock()  # run() may be called from several threads
@@ -101,6 +102,7 @@ class Plan:
             if activation is not None:
                 kw["epilogue"] = activation.kind.as_epilogue(activation.layer)
             op = node.kind.compile(node.layer, layer_w[node.name], node.in_shapes, **kw)
+            self.nbytes += getattr(op, "nbytes", 0)  # what the op may build (Winograd weights)
             raw.append((name, op, inputs, node))
 
         # Liveness: the index of the last step reading each name; kept names live forever.
