@@ -8,7 +8,7 @@ from typing import ClassVar
 import numpy as np
 from marshmallow import fields
 
-from service.engine.kernels import avg_pool_divisor, pool_nd
+from service.engine.kernels import avg_pool_divisor, pool_kernel
 
 from .base import (
     Checks,
@@ -126,12 +126,7 @@ class PoolNd(LayerType):
             divisor = avg_pool_divisor(
                 spatial, k, stride, pad, out, layer["count_include_pad"]
             ).astype(np.float32)
-        mode = self.mode
-
-        def pool(x: np.ndarray) -> np.ndarray:
-            return pool_nd(x, k, stride, pad, out, mode, divisor, dil)
-
-        return pool
+        return pool_kernel(spatial, k, stride, pad, out, self.mode, divisor, dil)
 
 
 for _rank in (1, 2, 3):

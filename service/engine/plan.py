@@ -62,6 +62,9 @@ class Plan:
         #: Memory held by weights (the originals and any folded copies) and what ops derive.
         self.nbytes = 0
         self.steps = self._compile()
+        # What run() reads, as plain tuples: per-step attribute lookups show on small models.
+        self._program = [(s.name, s.op, s.inputs, s.inplace, s.free) for s in self.steps]
+        self._input_shape = tuple(arch.input_shape)
         self._variants: dict[frozenset[str], Plan] = {}
         self._variants_lock = threading.Lock()  # run() may be called from several threads
 
@@ -186,17 +189,21 @@ class Plan:
         if not capture <= self.keep:
             return self._variant(capture).run(x, capture)
         x = np.ascontiguousarray(x, dtype=np.float32)
-        want = self.arch.input_shape
-        if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != tuple(want):
+        if x.shape[1:] != self._input_shape:
+            want = self._input_shape
             raise InvalidInput(
                 f"the input has shape {list(x.shape)} but the model takes "
                 f"[N, {', '.join(map(str, want))}] (a batch of {'×'.join(map(str, want))})"
             )
         env: dict[str, np.ndarray] = {self.arch.input_name: x}
-        for step in self.steps:
-            args = [env[r] for r in step.inputs]
-            env[step.name] = step.op(*args, out=args[0]) if step.inplace else step.op(*args)
-            for r in step.free:
+        for name, op, inputs, inplace, free in self._program:
+            if len(inputs) == 1:
+                a = env[inputs[0]]
+                env[name] = op(a, out=a) if inplace else op(a)
+            else:
+                args = [env[r] for r in inputs]
+                env[name] = op(*args, out=args[0]) if inplace else op(*args)
+            for r in free:
                 del env[r]
         out = env[self.arch.output]
         if capture:
