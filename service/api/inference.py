@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,7 @@ from flask import Response, current_app, request
 from service.errors import Malformed, UnsupportedMedia
 from service.serving import DataPlane, LoadedModel
 
+from . import multipart
 from .parsing import ApiBlueprint
 from .schemas import (
     ActivationArgs,
@@ -42,14 +44,17 @@ def read_inputs(dp: DataPlane, model: LoadedModel) -> np.ndarray:
     """The request body as the model's input batch, whichever of the three forms it takes."""
     mimetype = request.mimetype
     if mimetype == "multipart/form-data":
-        files = request.files.getlist("image")
+        parts = multipart.parse(
+            request.get_data(cache=False), request.mimetype_params.get("boundary")
+        )
+        files = [p for p in parts if p.name == "image"]
         if not files:
-            sent = sorted({*request.files, *request.form})
+            sent = sorted({p.name for p in parts})
             raise Malformed(
                 "send images in the multipart field 'image' (curl -F image=@digit.png)"
                 + (f"; the request has {', '.join(map(repr, sent))}" if sent else "")
             )
-        named = [(f.filename or f"image {i + 1}", f.read()) for i, f in enumerate(files)]
+        named = [(f.filename or f"image {i + 1}", f.data) for i, f in enumerate(files)]
         return dp.images(model, named)
     if mimetype.startswith("image/"):
         return dp.images(model, [("the request body", request.get_data())])
@@ -61,23 +66,26 @@ def read_inputs(dp: DataPlane, model: LoadedModel) -> np.ndarray:
     raise UnsupportedMedia(f"send {BODIES}; got {mimetype or 'no Content-Type'}")
 
 
-def _predict(name: str, ref: str | None, top_k: int) -> dict[str, Any]:
+def _predict(name: str, ref: str | None, top_k: int) -> Response:
     dp = data_plane()
     model = dp.model(name, ref)
     dp.check_classifier(model)
     x = read_inputs(dp, model)
-    return {
+    doc = {
         "model": model.name,
         "version": model.number,
         "predictions": dp.classify(model, x, top_k),
     }
+    # Already plain JSON types in PredictResponseSchema's shape (a test holds them to it): dumped
+    # directly, because the schema's dump and jsonify cost ~40 µs of a ~650 µs request.
+    return Response(json.dumps(doc, separators=(",", ":")), mimetype="application/json")
 
 
 @blp.route("/<name>/predict", methods=["POST"])
 @blp.arguments(PredictArgs, location="query")
 @blp.doc(requestBody=bodies_doc("the images or instances to classify"))
 @blp.response(200, PredictResponseSchema)
-def predict(args: dict[str, Any], name: str) -> dict[str, Any]:
+def predict(args: dict[str, Any], name: str) -> Response:
     """Classify with the version alias `default` names, else the newest.
 
     Images are decoded and preprocessed as the version's `input.preprocess` says; all inputs of
@@ -91,7 +99,7 @@ def predict(args: dict[str, Any], name: str) -> dict[str, Any]:
 @blp.arguments(PredictArgs, location="query")
 @blp.doc(requestBody=bodies_doc("the images or instances to classify"))
 @blp.response(200, PredictResponseSchema)
-def predict_version(args: dict[str, Any], name: str, ref: str) -> dict[str, Any]:
+def predict_version(args: dict[str, Any], name: str, ref: str) -> Response:
     """Classify with one version (`ref`: a number, an alias or `latest`)."""
     return _predict(name, ref, args["top_k"])
 

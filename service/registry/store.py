@@ -25,7 +25,7 @@ from service.architecture import Architecture, Limits, image_preprocess
 from service.errors import Conflict, IntegrityFailure, Malformed, NotFound
 from service.weights import load_npz
 
-from .db import SINGLE_READ, WRITE
+from .db import WRITE, PreparedRead
 from .tables import aliases, blobs, models, versions
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -118,8 +118,9 @@ class Resolved:
         return (self.id, self.spec_sha256, self.weights_sha256)
 
 
-# resolve()'s statements, built once: it runs on every prediction, and building a select costs
-# SQLAlchemy more than SQLite takes to answer it.
+# resolve()'s statements, built once and compiled once per engine (PreparedRead): it runs on
+# every prediction, and building and executing a select through SQLAlchemy costs more than SQLite
+# takes to answer it.
 _COLS = (versions.c.number, versions.c.id, versions.c.spec_sha256, versions.c.weights_sha256)
 _OF_MODEL = models.join(versions, versions.c.model_id == models.c.id)
 _NAMED = models.c.name == sa.bindparam("name")
@@ -153,6 +154,9 @@ class Registry:
     def __init__(self, engine: Engine, limits: Limits | None = None):
         self.engine = engine
         self.limits = limits or Limits()
+        self._by_number = PreparedRead(engine, _BY_NUMBER)
+        self._by_alias = PreparedRead(engine, _BY_ALIAS)
+        self._preferred = PreparedRead(engine, _PREFERRED)
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -291,18 +295,17 @@ class Registry:
         the usual case is one query; only a miss takes the slower path that explains itself.
         """
         if ref is not None and ref.isdigit():
-            stmt, params = _BY_NUMBER, {"name": name, "number": int(ref)}
+            row = self._by_number.first(name=name, number=int(ref))
         elif ref is not None and ref != "latest":
-            stmt, params = _BY_ALIAS, {"name": name, "alias": ref}
+            row = self._by_alias.first(name=name, alias=ref)
         else:  # alias `default` when it exists (None), else the newest; "" is never an alias
-            stmt, params = _PREFERRED, {"name": name, "alias": DEFAULT_ALIAS if ref is None else ""}
-        with self.engine.connect() as conn:
-            row = conn.execution_options(**SINGLE_READ).execute(stmt, params).first()
+            row = self._preferred.first(name=name, alias=DEFAULT_ALIAS if ref is None else "")
         if row is None:  # say what is missing
             with self._read() as conn:
                 self._resolve(conn, self._model_row(conn, name), ref)
             raise AssertionError("unreachable: the slow path found what the query did not")
-        return Resolved(name, row.number, row.id, row.spec_sha256, row.weights_sha256)
+        number, version_id, spec_sha, weights_sha = row
+        return Resolved(name, number, version_id, spec_sha, weights_sha)
 
     def version_numbers(self, name: str) -> list[int]:
         """Every version number of a model, oldest first."""

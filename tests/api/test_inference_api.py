@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from service.api.schemas import PredictResponseSchema
 from service.architecture import Architecture
 from service.engine import compile_plan
 from service.engine.kernels import softmax
@@ -57,6 +58,7 @@ def test_predict_multipart_images_in_request_order(lenet):
     body = resp.get_json()
     assert body["model"] == "lenet" and body["version"] == 1
     assert len(body["predictions"]) == 3
+    assert PredictResponseSchema().validate(body) == {}  # dumped without it: what it documents
     want = engine_probs(images)
     for pred, p in zip(body["predictions"], want, strict=True):
         top = pred["top"]
