@@ -36,6 +36,16 @@ def server(tmp_path_factory):
         spec = (ROOT / "models" / "lenet.json").read_bytes()
         files = {"spec": ("lenet.json", spec), "weights": ("w.npz", lenet_weights())}
         assert requests.post(f"{base}/v1/models/lenet/versions", files=files).status_code == 201
+        # /readyz answers once one worker is up; the tests below need both.
+        deadline = time.monotonic() + 30
+        while (
+            samples(requests.get(f"{base}/metrics", timeout=10).text).get(
+                ("convserve_workers", frozenset())
+            )
+            != 2
+        ):
+            assert time.monotonic() < deadline, "the second worker never started"
+            time.sleep(0.1)
         yield base, log, metrics_dir
 
 
