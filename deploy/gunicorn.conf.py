@@ -1,5 +1,6 @@
 """gunicorn settings, from the environment as API.md's table says."""
 
+import gc
 import logging
 import os
 import shutil
@@ -52,6 +53,14 @@ def on_starting(server):  # noqa: ANN001, ANN201 - gunicorn's hook signature
             "are refused (403) until a token is set",
             _settings.host,
         )
+
+
+def post_worker_init(worker):  # noqa: ANN001, ANN201
+    """The app is loaded: its ~100,000 long-lived objects (Flask, SQLAlchemy, marshmallow, NumPy)
+    leave the garbage collector's view. Otherwise every full collection walks them all, stalling
+    the worker for ~46 ms every few thousand requests, long enough to set the p99 latency under
+    load; frozen, a full collection takes ~0.5 ms."""
+    gc.freeze()
 
 
 def child_exit(server, worker):  # noqa: ANN001, ANN201

@@ -255,3 +255,18 @@ def test_every_configured_variable_is_one_the_service_reads(k8s):
     readers += (DEPLOY / "gunicorn.conf.py").read_text()
     for key in k8s["ConfigMap"]["data"]:
         assert f'"{key}"' in readers, key
+
+
+def test_workers_freeze_the_loaded_app_out_of_the_garbage_collectors_view(monkeypatch):
+    import gc
+    import runpy
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "/nonexistent")  # the config sets it if absent
+    conf = runpy.run_path(str(DEPLOY / "gunicorn.conf.py"))
+    gc.unfreeze()
+    before = gc.get_freeze_count()
+    try:
+        conf["post_worker_init"](None)
+        assert gc.get_freeze_count() > before
+    finally:
+        gc.unfreeze()
