@@ -143,7 +143,7 @@ def winograd_kernel(
     direct: Callable[[np.ndarray], np.ndarray],
     epilogue: Epilogue | None = None,
     min_tiles: int = WINOGRAD_MIN_TILES,
-    scratch_bytes: int = WINOGRAD_SCRATCH_BYTES,
+    scratch_bytes: int | None = None,
 ) -> Callable[[np.ndarray], np.ndarray]:
     """A 3×3 stride-1 conv as Winograd F(m×m, 3×3): (m+2)² products per m×m outputs instead of
     9·m² (F(4×4): 36 instead of 144, a quarter of the multiply-adds).
@@ -173,7 +173,7 @@ def winograd_kernel(
     ka = np.kron(at, at).astype(np.float32)  # (m², α²)
     b = None if bias is None else np.asarray(bias, np.float32).reshape(1, 1, out_ch, 1)
     per_image = 4 * alpha * alpha * (channels + out_ch) * tiles
-    group = max(1, scratch_bytes // per_image)
+    group = max(1, (scratch_bytes or WINOGRAD_SCRATCH_BYTES) // per_image)
     f = 4  # bytes per float32
     # Tile (i, j) of image k holds xp[k, c, m·i + a, m·j + b]: a view (a, b, c, k, i, j).
     strides = (wp * f, f, hp * wp * f, channels * hp * wp * f, m * wp * f, m * f)
