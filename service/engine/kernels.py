@@ -2,7 +2,9 @@
 
 Pure NumPy, no imports from the rest of the service: the layer catalogue calls these from its
 forward passes, and nothing here knows about layers or specs. Arrays are float32, batch first,
-channels second (NC + spatial), as in PyTorch.
+channels second (NC + spatial), as in PyTorch. Convolutions and pools are prepared once per
+input size (`conv_kernel`, `pool_kernel`) and choose their algorithm then: im2col + GEMM in
+cache-sized chunks, or Winograd F(4×4, 3×3) for 3×3 stride-1 convs over enough channels.
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 
 Compiling does, once, everything that does not depend on the input: each layer type turns its
 fields and weights into a forward function; a batch norm that directly follows a layer able to
-absorb a per-channel affine map (conv, linear) is folded into that layer's weights; buffers get a
-last use, so each is released as soon as no later step reads it; and an elementwise step
-overwrites its input when nothing else can still see that memory.
+absorb a per-channel affine map (conv, linear) is folded into that layer's weights; a
+value-by-value activation is handed to the conv before it, which applies it chunk by chunk;
+buffers get a last use, so each is released as soon as no later step reads it; and an
+elementwise step overwrites its input when nothing else can still see that memory.
 """
 
 from __future__ import annotations
@@ -90,8 +91,8 @@ class Plan:
         held = [*self.weights.values(), *(a for w in layer_w.values() for a in w.values())]
         self.nbytes = sum({id(a): a.nbytes for a in held}.values())
 
-        # One unit per step: [output name, node, inputs, fused activation node or None]. A
-        # producer with a folded batch norm stores its result under the norm's name.
+        # One unit per step: [output name, node, inputs, fused activation (epilogue) or None].
+        # A producer with a folded batch norm stores its result under the norm's name.
         units = [
             [producers_folded.get(n.name, n.name), n, n.inputs, None]
             for n in arch.nodes
@@ -100,10 +101,8 @@ class Plan:
         if self.fuse_activations:
             units = self._fuse_activations(units)
         raw: list[tuple[str, Op, tuple[str, ...], Node]] = []
-        for name, node, inputs, activation in units:
-            kw = {}
-            if activation is not None:
-                kw["epilogue"] = activation.kind.as_epilogue(activation.layer)
+        for name, node, inputs, epilogue in units:
+            kw = {} if epilogue is None else {"epilogue": epilogue}
             op = node.kind.compile(node.layer, layer_w[node.name], node.in_shapes, **kw)
             self.nbytes += getattr(op, "nbytes", 0)  # what the op may build (Winograd weights)
             raw.append((name, op, inputs, node))
@@ -152,17 +151,18 @@ class Plan:
         for unit in units:
             name, node, inputs, _ = unit
             source = by_output.get(inputs[0]) if len(inputs) == 1 else None
+            epilogue = node.kind.as_epilogue(node.layer)
             if (
                 source is not None
                 and source[3] is None
                 and source[1].kind.takes_epilogue
-                and node.kind.as_epilogue(node.layer) is not None
+                and epilogue is not None
                 and readers[inputs[0]] == 1
                 and inputs[0] not in self.keep
                 and inputs[0] != self.arch.output
             ):
                 del by_output[source[0]]
-                source[0], source[3] = name, node  # the producer now outputs the activation
+                source[0], source[3] = name, epilogue  # the producer now outputs the activation
                 by_output[name] = source
             else:
                 kept.append(unit)
