@@ -129,3 +129,12 @@ def test_the_plan_counts_the_transformed_weights_it_may_build():
     tile = kernels.WINOGRAD_TILE
     transformed = (tile + 2) ** 2 * 64 * 64 * 4 if tile else 0
     assert compile_plan(arch, weights).nbytes == plain + transformed
+
+
+def test_an_input_that_is_a_strided_view_and_needs_no_padding():
+    """Tiles that cover the input exactly (no padding) read a non-contiguous input correctly."""
+    x = RNG.normal(size=(3, 4, 8, 10)).astype(np.float32)[:, :, :, 1:9]  # a view, 8×8
+    w = RNG.normal(size=(5, 4, 3, 3)).astype(np.float32)
+    conv = winograd_kernel(w, None, (0, 0), (0, 0), (8, 8), 2,
+                           direct_of(w, None, (0, 0), (0, 0), (8, 8)), min_tiles=0)  # fmt: skip
+    np.testing.assert_allclose(conv(x), conv64(x, w, None, (0, 0), (0, 0)), rtol=1e-4, atol=1e-4)

@@ -20,15 +20,13 @@ def conv_out_size(length: int, k: int, stride: int, dilation: int, pad_lo: int, 
     return (length + pad_lo + pad_hi - dilation * (k - 1) - 1) // stride + 1
 
 
-def pad_spatial(
-    x: np.ndarray, lo: Sequence[int], hi: Sequence[int], value: float = 0.0
-) -> np.ndarray:
-    """Pad the spatial axes (all but N and C); returns x itself when there is nothing to pad."""
+def pad_spatial(x: np.ndarray, lo: Sequence[int], hi: Sequence[int]) -> np.ndarray:
+    """Zero-pad the spatial axes (all but N and C); x itself when there is nothing to pad."""
     if not any(lo) and not any(hi):
         return x
     shape = (*x.shape[:2], *(n + a + b for n, a, b in zip(x.shape[2:], lo, hi, strict=True)))
     # A filled buffer and one slice assignment: several times cheaper than np.pad.
-    out = np.full(shape, value, dtype=np.float32)
+    out = np.zeros(shape, dtype=np.float32)
     inner = (slice(a, a + n) for a, n in zip(lo, x.shape[2:], strict=True))
     out[(slice(None), slice(None), *inner)] = x
     return out
@@ -170,6 +168,7 @@ def winograd_kernel(
     out_w = width + pad_lo[1] + pad_hi[1] - 2
     th, tw = -(-out_h // m), -(-out_w // m)  # tiles down and across
     hp, wp = m * th + 2, m * tw + 2  # the padded input the tiles cover (zeros beyond pad_hi)
+    tile_pad_hi = (hp - height - pad_lo[0], wp - width - pad_lo[1])
     tiles = th * tw
     kb = np.kron(bt, bt).astype(np.float32)  # (α², α²) on a tile flattened row-major
     ka = np.kron(at, at).astype(np.float32)  # (m², α²)
@@ -196,8 +195,7 @@ def winograd_kernel(
         y = np.empty((n_batch, out_ch, m * th, m * tw), dtype=np.float32)
         for n0 in range(0, n_batch, group):
             n = min(group, n_batch - n0)
-            xp = np.zeros((n, channels, hp, wp), dtype=np.float32)
-            xp[:, :, pad_lo[0] : pad_lo[0] + height, pad_lo[1] : pad_lo[1] + width] = x[n0 : n0 + n]
+            xp = np.ascontiguousarray(pad_spatial(x[n0 : n0 + n], pad_lo, tile_pad_hi))
             view = np.ndarray((alpha, alpha, channels, n, th, tw), np.float32, xp, 0, strides)
             d = np.empty((alpha * alpha, channels * n * tiles), dtype=np.float32)
             np.copyto(d.reshape(view.shape), view)
