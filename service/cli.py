@@ -69,11 +69,20 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from .onnx_import import import_onnx
+    from .onnx_import import external_locations, import_onnx, unpack_upload
     from .weights import dump_npz
 
     src = Path(args.model)
-    spec, arrays = import_onnx(src.read_bytes())
+    data, external = unpack_upload(
+        src.read_bytes(), {Path(p).name: Path(p).read_bytes() for p in args.data or []}
+    )
+    for location in external_locations(data) - set(external):
+        # What the exporter wrote beside the model, as `--data` would name it; only a plain file
+        # name inside the model's folder, never a path the model makes up.
+        beside = src.parent / location
+        if Path(location).name == location and beside.is_file():
+            external[location] = beside.read_bytes()
+    spec, arrays = import_onnx(data, external)
     arch = Architecture.from_spec(spec)
     arch.check_weights(arrays)
     prefix = Path(args.output) if args.output else src.with_suffix("")
@@ -152,7 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Convert an ONNX model (opset 11 or newer) into a convserve spec (.json) and "
         "weights (.npz), print its layer table; nodes convserve cannot run are named.",
     )
-    p.add_argument("model", help="the .onnx file")
+    p.add_argument("model", help="the .onnx file, or a .zip of it with its external data")
+    p.add_argument(
+        "--data",
+        action="append",
+        metavar="FILE",
+        help="an external data file of the model (default: the files it names, from its folder)",
+    )
     p.add_argument("-o", "--output", help="path prefix of the .json and .npz (default: beside it)")
     p.set_defaults(func=cmd_import)
 

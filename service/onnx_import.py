@@ -5,13 +5,20 @@ pure plumbing (Identity, Dropout) disappears. Shapes come from ONNX's own shape 
 resolves `auto_pad` and tells Reshape-to-2-D apart from other reshapes. Anything the engine cannot
 run is refused with the node's name and op type, before anything is stored; the result is then
 validated like any uploaded spec.
+
+An ONNX file never makes the server read its own disk: a tensor kept in an external data file is
+read only from the uploaded files given to `import_onnx` (by the name the model refers to), and a
+file not given is a 422 naming it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
+import posixpath
 import re
-from collections.abc import Callable
+import zipfile
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -415,18 +422,197 @@ CONVERTERS: dict[str, Callable[[_Graph, Any, dict[str, Any]], None]] = {
 }
 
 
+# -- tensors and their external data ----------------------------------------------------------
+
+
+def _graph_tensors(graph: Any) -> Iterator[Any]:
+    """Every TensorProto a graph holds: initializers and node attributes, subgraphs included."""
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield from (sparse.values, sparse.indices)
+    yield from _node_tensors(graph.node)
+
+
+def _node_tensors(nodes: Any) -> Iterator[Any]:
+    for node in nodes:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            sparse = [attr.sparse_tensor] if attr.HasField("sparse_tensor") else []
+            for sp in [*sparse, *attr.sparse_tensors]:
+                yield from (sp.values, sp.indices)
+            if attr.HasField("g"):
+                yield from _graph_tensors(attr.g)
+            for sub in attr.graphs:
+                yield from _graph_tensors(sub)
+
+
+def _model_tensors(model: Any) -> Iterator[Any]:
+    yield from _graph_tensors(model.graph)
+    for function in model.functions:
+        yield from _node_tensors(function.node)
+
+
+def _uploaded(external: Mapping[str, bytes], location: str) -> bytes | None:
+    """The uploaded file a tensor's `location` names: by that exact name, else by its last
+    path component (clients upload `f.onnx.data`, never a path)."""
+    if location in external:
+        return external[location]
+    base = posixpath.basename(location.replace("\\", "/"))
+    return external.get(base) if base else None
+
+
+def _inline_external_data(model: Any, external: Mapping[str, bytes]) -> None:
+    """Copy every external tensor's bytes from the uploaded files into the model, in place.
+
+    The `location` an ONNX file names is only ever a key into `external`: never a path opened on
+    the server (onnx's own loader would resolve it against the working directory).
+    """
+    onnx = _onnx()
+    missing: dict[str, list[str]] = {}
+    problems: list[Problem] = []
+    for tensor in _model_tensors(model):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        info = {entry.key: entry.value for entry in tensor.external_data}
+        location = info.get("location", "")
+        blob = _uploaded(external, location) if location else None
+        if blob is None:
+            missing.setdefault(location, []).append(tensor.name)
+            continue
+        try:
+            offset = int(info.get("offset") or 0)
+            length = int(info["length"]) if info.get("length") else len(blob) - offset
+        except ValueError:
+            problems.append(
+                Problem(tensor.name, "onnx_data", f"tensor {tensor.name!r} names an offset or "
+                        f"length in {location!r} that is not a number")
+            )  # fmt: skip
+            continue
+        if offset < 0 or length < 0 or offset + length > len(blob):
+            problems.append(
+                Problem(
+                    tensor.name,
+                    "onnx_data",
+                    f"tensor {tensor.name!r} is stored at bytes {offset:,} to {offset + length:,} "
+                    f"of {location!r}, which holds {len(blob):,} bytes: is it the data file "
+                    f"exported with this model?",
+                )
+            )
+            continue
+        tensor.raw_data = blob[offset : offset + length]
+        del tensor.external_data[:]
+        tensor.data_location = onnx.TensorProto.DEFAULT
+    for location, names in missing.items():
+        shown = ", ".join(repr(n) for n in names[:3]) + (" and more" if len(names) > 3 else "")
+        if not location:
+            message = f"tensor(s) {shown} are stored externally but name no data file"
+        else:
+            given = ", ".join(repr(k) for k in sorted(external)) or "none"
+            message = (
+                f"the model keeps tensor(s) {shown} in the external data file {location!r}, "
+                f"which was not uploaded (uploaded: {given}): send it beside the model as part "
+                f"onnx_data (curl -F onnx=@model.onnx -F onnx_data=@{posixpath.basename(location)}"
+                f"), or zip the .onnx with its data file(s) and send the zip as part onnx"
+            )
+        problems.append(Problem(None, "onnx_data", message))
+    if problems:
+        raise SpecError(problems)
+
+
+def external_locations(data: bytes) -> set[str]:
+    """The external data file names an ONNX model's tensors refer to (none for a zip or junk)."""
+    onnx = _onnx()
+    try:
+        model = onnx.load_from_string(data)
+    except Exception:  # not a model: import_onnx says so
+        return set()
+    return {
+        entry.value
+        for tensor in _model_tensors(model)
+        if tensor.data_location == onnx.TensorProto.EXTERNAL
+        for entry in tensor.external_data
+        if entry.key == "location"
+    }
+
+
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+def unpack_upload(
+    data: bytes, parts: Mapping[str, bytes] | None = None, max_bytes: int | None = None
+) -> tuple[bytes, dict[str, bytes]]:
+    """(model bytes, external data files by name) of an upload: the `.onnx` itself with its data
+    files as separate parts, or one zip holding the `.onnx` and its data files.
+
+    A zip's files are named relative to the folder of its `.onnx`, as the model refers to them;
+    they are read into memory only (never extracted), up to `max_bytes` unpacked in all.
+    """
+    external = dict(parts or {})
+    if not data.startswith(ZIP_MAGIC):
+        return data, external
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            infos = [
+                i for i in zf.infolist()
+                if not i.is_dir() and not i.filename.startswith("__MACOSX/")
+            ]  # fmt: skip
+            models = [i for i in infos if i.filename.lower().endswith(".onnx")]
+            if len(models) != 1:
+                found = ", ".join(i.filename for i in models) or "none"
+                raise _fail(
+                    None,
+                    f"the zip in part onnx must hold exactly one .onnx file (found {found})",
+                    "onnx",
+                )
+            total = sum(i.file_size for i in infos)
+            if max_bytes is not None and total > max_bytes:
+                raise _fail(
+                    None,
+                    f"the zip unpacks to {total:,} bytes; the limit is {max_bytes:,} bytes",
+                    "onnx",
+                )
+            (main,) = models
+            folder = posixpath.dirname(main.filename)
+            for info in infos:
+                if info is not main:
+                    name = posixpath.relpath(info.filename, folder or ".")
+                    external.setdefault(name, zf.read(info))
+            return zf.read(main), external
+    # NotImplementedError: an unsupported compression; RuntimeError: an encrypted entry
+    except (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError, RuntimeError) as err:
+        raise _fail(None, f"the zip in part onnx could not be read: {err}", "onnx") from None
+
+
+def _array(tensor: Any) -> np.ndarray:
+    """A tensor's values, from the model's own bytes only (external data was inlined first)."""
+    onnx = _onnx()
+    from onnx import numpy_helper
+
+    if tensor.data_location == onnx.TensorProto.EXTERNAL:  # never reached: refused before
+        raise _fail(tensor.name, f"tensor {tensor.name!r} has its data outside the model")
+    return numpy_helper.to_array(tensor)
+
+
 # -- the whole model -----------------------------------------------------------------------
 
 
-def import_onnx(data: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """(spec, weights) for an ONNX model's bytes; SpecError naming the node for what cannot run."""
+def import_onnx(
+    data: bytes, external: Mapping[str, bytes] | None = None
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(spec, weights) for an ONNX model's bytes; SpecError naming the node for what cannot run.
+
+    `external` holds the model's external data files by the name the model refers to them
+    (`f.onnx.data`, as PyTorch's exporter writes it beside `f.onnx`); nothing else is read.
+    """
     onnx = _onnx()
-    from onnx import numpy_helper
 
     try:
         model = onnx.load_from_string(data)
     except Exception as err:  # protobuf raises DecodeError and friends
         raise _fail(None, f"the file is not an ONNX model ({type(err).__name__})") from None
+    _inline_external_data(model, external or {})
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     newest = onnx.defs.onnx_opset_version()
     if opset is None or not MIN_OPSET <= opset <= newest:
@@ -436,9 +622,7 @@ def import_onnx(data: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     with contextlib.suppress(Exception):  # shapes are a help, not a requirement
         model = onnx.shape_inference.infer_shapes(model)
     graph = model.graph
-    consts = {
-        t.name: numpy_helper.to_array(t).astype(np.float32, copy=False) for t in graph.initializer
-    }
+    consts = {t.name: _array(t).astype(np.float32, copy=False) for t in graph.initializer}
     shapes = {
         vi.name: [
             d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim
@@ -467,7 +651,7 @@ def import_onnx(data: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         if node.op_type == "Constant":
             value = _attrs(node).get("value")
             if value is not None:
-                g.consts[node.output[0]] = numpy_helper.to_array(value).astype(np.float32)
+                g.consts[node.output[0]] = _array(value).astype(np.float32)
             continue
         convert = CONVERTERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
         if convert is None:

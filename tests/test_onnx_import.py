@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -298,3 +299,100 @@ def test_the_cli_writes_spec_and_weights(tmp_path, capsys):
     bad.write_bytes(model([helper.make_node("Erf", ["x"], ["y"], name="erf_1")], [2, 4]))
     assert main(["import", str(bad)]) == 2
     assert "erf_1" in capsys.readouterr().err
+
+
+# -- external data: only ever from what was uploaded ------------------------------------------
+
+
+def external_model(location: str, values: np.ndarray, offset: int = 0) -> bytes:
+    """y = x·W + b whose bias b is kept in external file `location` at `offset`."""
+    bias = numpy_helper.from_array(values.astype(np.float32), "fc.bias")
+    bias.ClearField("raw_data")
+    bias.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", offset), ("length", values.size * 4)):
+        entry = bias.external_data.add()
+        entry.key, entry.value = key, str(value)
+    nodes = [
+        helper.make_node("MatMul", ["x", "fc.weight"], ["mm"]),
+        helper.make_node("Add", ["mm", "fc.bias"], ["y"]),
+    ]
+    return model(nodes, [3], [init("fc.weight", 3, 4), bias])
+
+
+LOCATIONS = ["secret.bin", "./secret.bin", "../secret.bin", "/etc/hostname", "sub/../secret.bin"]
+
+
+@pytest.mark.parametrize("location", LOCATIONS)
+def test_external_data_is_never_read_from_the_servers_disk(client, tmp_path, monkeypatch, location):
+    """onnx's loader resolves `location` against the working directory: a model could make the
+    server read its own files (and GET .../weights hand them out). It must be 422, naming it."""
+    work = tmp_path / "cwd" / "deeper"
+    work.mkdir(parents=True)
+    for where in (work, work.parent):
+        (where / "secret.bin").write_bytes(b"TOP SECRET KEY!!" * 4)
+    monkeypatch.chdir(work)
+    data = external_model(location, np.zeros(4))
+    resp = client.post("/v1/models/leak/versions", data={"onnx": (io.BytesIO(data), "m.onnx")})
+    assert resp.status_code == 422, resp.get_data(as_text=True)
+    body = resp.get_json()
+    assert body["errors"][0]["field"] == "onnx_data"
+    assert repr(location) in body["detail"] and "was not uploaded" in body["detail"]
+    assert client.get("/v1/models/leak").status_code == 404
+    with pytest.raises(SpecError, match="not uploaded"):
+        import_onnx(data)
+
+
+def test_external_data_comes_from_onnx_data_parts(client):
+    bias = np.arange(4, dtype=np.float32) + 0.5
+    blob = b"\x00" * 8 + bias.tobytes()  # at an offset, as exporters pack many tensors in one file
+    data = external_model("m.onnx.data", bias, offset=8)
+    parts = {"onnx": (io.BytesIO(data), "m.onnx"), "onnx_data": (io.BytesIO(blob), "m.onnx.data")}
+    resp = client.post("/v1/models/ext/versions", data=parts)
+    assert resp.status_code == 201, resp.get_data(as_text=True)
+    stored = np.load(io.BytesIO(client.get("/v1/models/ext/versions/1/weights").data))
+    names = [k for k in stored.files if k.endswith(".bias")]
+    np.testing.assert_array_equal(stored[names[0]], bias)
+    # a data file too short for what the model says is in it
+    short = (io.BytesIO(blob[:12]), "m.onnx.data")
+    parts = {"onnx": (io.BytesIO(data), "m.onnx"), "onnx_data": short}
+    resp = client.post("/v1/models/ext/versions", data=parts)
+    assert resp.status_code == 422 and "holds 12 bytes" in resp.get_json()["detail"]
+    # data parts without a model
+    resp = client.post(
+        "/v1/models/ext/versions", data={"onnx_data": (io.BytesIO(blob), "m.onnx.data")}
+    )
+    assert resp.status_code == 400 and "onnx_data" in resp.get_json()["detail"]
+
+
+def test_external_data_comes_from_a_zip(client):
+    bias = np.full(4, 2.0, np.float32)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("export/m.onnx", external_model("m.onnx.data", bias))
+        zf.writestr("export/m.onnx.data", bias.tobytes())
+    url = "/v1/models/zipped/versions"
+    resp = client.post(url, data={"onnx": (io.BytesIO(buf.getvalue()), "m.zip")})
+    assert resp.status_code == 201, resp.get_data(as_text=True)
+    empty = io.BytesIO()
+    with zipfile.ZipFile(empty, "w") as zf:
+        zf.writestr("readme.txt", "no model here")
+    resp = client.post(url, data={"onnx": (io.BytesIO(empty.getvalue()), "m.zip")})
+    assert resp.status_code == 422 and "exactly one .onnx file" in resp.get_json()["detail"]
+
+
+def test_the_cli_reads_data_files_given_or_beside_the_model_only(tmp_path, capsys):
+    from service.cli import main
+
+    bias = np.ones(4, np.float32)
+    (tmp_path / "m.onnx").write_bytes(external_model("m.onnx.data", bias))
+    assert main(["import", str(tmp_path / "m.onnx")]) == 2
+    assert "'m.onnx.data', which was not uploaded" in capsys.readouterr().err
+    (tmp_path / "m.onnx.data").write_bytes(bias.tobytes())
+    assert main(["import", str(tmp_path / "m.onnx")]) == 0  # beside it, as the exporter wrote it
+    other = tmp_path / "elsewhere.bin"
+    other.write_bytes(bias.tobytes())
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "m.onnx").write_bytes(external_model("../elsewhere.bin", bias))
+    assert main(["import", str(tmp_path / "sub" / "m.onnx")]) == 2  # not a path the model makes up
+    capsys.readouterr()
+    assert main(["import", str(tmp_path / "sub" / "m.onnx"), "--data", str(other)]) == 0

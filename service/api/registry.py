@@ -10,7 +10,8 @@ from flask import Response, current_app
 
 from service import metrics
 from service.architecture import Architecture
-from service.onnx_import import import_onnx
+from service.errors import Malformed
+from service.onnx_import import import_onnx, unpack_upload
 from service.registry.store import Registry
 from service.weights import dump_npz
 
@@ -101,19 +102,38 @@ def list_versions(args: dict[str, Any], name: str) -> dict[str, Any]:
 @blp.arguments(RegisterForm, location="form_and_files")
 @blp.response(201, VersionSchema)
 def register_version(form: dict[str, Any], name: str) -> Any:
-    """Register a new version: multipart `spec` (JSON) and `weights` (.npz), or one `onnx` file.
+    """Register a new version: multipart `spec` (JSON) and `weights` (.npz), or an `onnx` model.
 
-    The model is created on first use. The spec and the weights are validated first (422 with
-    every problem, each naming its layer); an ONNX graph is converted first, and a node convserve
-    cannot run is a 422 naming it. The version number is assigned by the server.
+    An ONNX model comes as the .onnx file in part `onnx` with its external data file(s) in parts
+    `onnx_data`, or as one .zip of them all in part `onnx`. The model is created on first use.
+    The spec and the weights are validated first (422 with every problem, each naming its
+    layer); an ONNX graph is converted first, and a node convserve cannot run is a 422 naming it.
+    The version number is assigned by the server.
     """
     if "onnx" in form:
-        spec, arrays = import_onnx(form["onnx"].read())
+        spec, arrays = import_onnx(*onnx_upload(form))
         spec_json, weights = spec, dump_npz(arrays)
     else:
         spec_json, weights = form["spec"], form["weights"].read()
     doc = registry().register(name, spec_json, weights, form["description"])
     return doc, 201, {"Location": f"/v1/models/{name}/versions/{doc['version']}"}
+
+
+def onnx_upload(form: dict[str, Any]) -> tuple[bytes, dict[str, bytes]]:
+    """The model and its external data files, by name, from parts onnx and onnx_data."""
+    parts: dict[str, bytes] = {}
+    for upload in form.get("onnx_data", []):
+        name = upload.filename or ""
+        if not name:
+            raise Malformed(
+                "an onnx_data part has no filename: send it as a file, named as the model refers "
+                "to it (curl -F onnx_data=@model.onnx.data)"
+            )
+        if name in parts:
+            raise Malformed(f"two onnx_data parts are named {name!r}")
+        parts[name] = upload.read()
+    limit = current_app.extensions["convserve"].settings.max_upload_bytes
+    return unpack_upload(form["onnx"].read(), parts, limit)
 
 
 @blp.route("/<name>/versions/<ref>", methods=["GET"])

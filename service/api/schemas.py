@@ -31,11 +31,26 @@ class RegisterForm(ma.Schema):
 
     spec = SpecPart()  # the architecture spec (JSON), with `weights`
     weights = Upload(metadata={"description": ".npz of the arrays (numpy.savez); with `spec`"})
-    onnx = Upload(metadata={"description": "an ONNX model, instead of `spec` and `weights`"})
+    onnx = Upload(
+        metadata={
+            "description": "an ONNX model instead of `spec` and `weights`: the .onnx file, or one "
+            ".zip holding it with its external data file(s)"
+        }
+    )
+    onnx_data = fields.List(
+        Upload(),
+        metadata={
+            "description": "with `onnx`: the model's external data file(s) (`f.onnx.data` as "
+            "PyTorch's exporter writes it), each named as the model refers to it; the server "
+            "never reads external data from anywhere else"
+        },
+    )
     description = fields.String(load_default="", validate=validate.Length(max=10_000))
 
     @ma.validates_schema
     def _one_form(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if "onnx_data" in data and "onnx" not in data:
+            raise ma.ValidationError("onnx_data parts come with an onnx part", "onnx_data")
         if "onnx" in data:
             extra = [k for k in ("spec", "weights") if k in data]
             if extra:
