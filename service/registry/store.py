@@ -1,8 +1,9 @@
-"""The registry's operations: versions, aliases, weights. Every write is one transaction.
+"""The registry's operations: versions, aliases, weights, tags. Every write is one transaction.
 
 Registration validates everything (spec, then weights against it) before touching the
 database, then allocates the version number, stores the blob and the version in a single
 transaction; a failure at any point leaves no version, no blob and no half-created model.
+Every write records its history event (see history.py) in that same transaction.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import base64
 import hashlib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,10 +27,14 @@ from service.errors import Conflict, IntegrityFailure, Malformed, NotFound
 from service.weights import load_npz
 
 from .db import WRITE, PreparedRead
-from .tables import aliases, blobs, models, versions
+from .diff import diff as layer_diff
+from .history import ANONYMOUS, event_doc, read_events, record_event
+from .tables import aliases, blobs, models, version_tags, versions
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 ALIAS_RE = re.compile(r"^[a-z][a-z0-9._-]{0,63}$")
+TAG_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$")
+MAX_TAG_VALUE = 256
 MAX_PAGE = 500
 
 
@@ -58,6 +63,23 @@ def check_alias(alias: str) -> str:
             f"'_' or '-', starting with a letter, and not 'latest' (which always means the newest)"
         )
     return alias
+
+
+def check_tag(key: str, value: str | None = None) -> None:
+    if not TAG_KEY_RE.match(key):
+        raise Malformed(
+            f"tag key {key!r} is not allowed: keys are 1-64 letters, digits, '.', '_', '/' or "
+            f"'-', starting with a letter or digit"
+        )
+    if value is not None and len(value) > MAX_TAG_VALUE:
+        raise Malformed(f"the value of tag {key!r} is {len(value)} characters long; at most 256")
+
+
+def parse_tag_filter(text: str) -> tuple[str, str | None]:
+    """`key:value` (that value) or `key` (any value), as `?tag=` takes them."""
+    key, sep, value = text.partition(":")
+    check_tag(key, value if sep else None)
+    return key, (value if sep else None)
 
 
 def _now() -> datetime:
@@ -171,9 +193,17 @@ class Registry:
     # -- register ----------------------------------------------------------------------
 
     def register(
-        self, name: str, spec: Any, weights: bytes, description: str = ""
+        self,
+        name: str,
+        spec: Any,
+        weights: bytes,
+        description: str = "",
+        actor: str = ANONYMOUS,
+        tags: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """Validate, then store a new version; returns its document."""
+        """Validate, then store a new version (with its tags); returns its document."""
+        for key, value in (tags or {}).items():
+            check_tag(key, value)
         check_name(name)
         arch = Architecture.from_spec(spec, self.limits)
         arch.check_weights(load_npz(weights))
@@ -193,8 +223,9 @@ class Registry:
                         - 1
                     )
                     self._put_blob(conn, weights_sha, weights)
-                    conn.execute(
-                        sa.insert(versions).values(
+                    version_id = conn.execute(
+                        sa.insert(versions)
+                        .values(
                             model_id=model_id,
                             number=number,
                             description=description,
@@ -204,7 +235,15 @@ class Registry:
                             totals=totals,
                             created_at=_now(),
                         )
-                    )
+                        .returning(versions.c.id)
+                    ).scalar_one()
+                    for key, value in (tags or {}).items():
+                        conn.execute(
+                            sa.insert(version_tags).values(
+                                version_id=version_id, key=key, value=value
+                            )
+                        )
+                    record_event(conn, name, "register", actor, version=number)
                 return self.version(name, str(number))
             except (IntegrityError, OperationalError):
                 # A concurrent writer won a race (the same new model name or blob, or a model
@@ -227,22 +266,52 @@ class Registry:
 
     # -- read --------------------------------------------------------------------------
 
-    def list_models(self, limit: int = 50, cursor: str | None = None) -> Page:
+    def list_models(
+        self, limit: int = 50, cursor: str | None = None, tags: list[str] | None = None
+    ) -> Page:
+        """Models by name; with `tags` (each `key:value` or `key`), only models with a version
+        carrying every one of them, and each such model's `tagged_versions`."""
         limit = page_size(limit)
+        wanted = [parse_tag_filter(t) for t in tags or []]
         with self._read() as conn:
             q = sa.select(models).order_by(models.c.name).limit(limit + 1)
             if cursor:
                 q = q.where(models.c.name > str(decode_cursor(cursor)))
+            if wanted:
+                q = q.where(
+                    sa.exists(self._tagged(wanted).where(versions.c.model_id == models.c.id))
+                )
             rows = conn.execute(q).mappings().all()
             items = [self._model_summary(conn, r) for r in rows[:limit]]
+            if wanted:
+                for item, r in zip(items, rows, strict=False):
+                    item["tagged_versions"] = list(
+                        conn.execute(
+                            self._tagged(wanted)
+                            .where(versions.c.model_id == r["id"])
+                            .order_by(versions.c.number)
+                        ).scalars()
+                    )
         return paged(rows, limit, "name", items)
+
+    @staticmethod
+    def _tagged(wanted: list[tuple[str, str | None]]) -> sa.Select:
+        """The numbers of versions that carry every (key, value or None for any) tag."""
+        q = sa.select(versions.c.number)
+        for key, value in wanted:
+            match = sa.and_(version_tags.c.version_id == versions.c.id, version_tags.c.key == key)
+            if value is not None:
+                match = sa.and_(match, version_tags.c.value == value)
+            q = q.where(sa.exists(sa.select(version_tags.c.key).where(match)))
+        return q
 
     def model(self, name: str) -> dict[str, Any]:
         with self._read() as conn:
             row = self._model_row(conn, name)
             doc = self._model_summary(conn, row)
+            tags = self._tags(conn, row["id"])
             doc["versions"] = [
-                self._version_summary(v, doc["aliases"])
+                self._version_summary(v, doc["aliases"], tags)
                 for v in conn.execute(
                     sa.select(versions)
                     .where(versions.c.model_id == row["id"])
@@ -268,14 +337,17 @@ class Registry:
                     raise Malformed(f"cursor {cursor!r} is not one this server handed out")
                 q = q.where(versions.c.number > after)
             rows = conn.execute(q).mappings().all()
-        items = [self._version_summary(v, alias_map) for v in rows[:limit]]
+            tags = self._tags(conn, row["id"])
+        items = [self._version_summary(v, alias_map, tags) for v in rows[:limit]]
         return paged(rows, limit, "number", items)
 
     def version(self, name: str, ref: str) -> dict[str, Any]:
         with self._read() as conn:
             model_row = self._model_row(conn, name)
             v = self._resolve(conn, model_row, ref)
-            doc = self._version_summary(v, self._aliases(conn, model_row["id"]))
+            doc = self._version_summary(
+                v, self._aliases(conn, model_row["id"]), self._tags(conn, model_row["id"])
+            )
         doc["model"] = name
         doc["spec"] = v["spec"]
         doc["labels"] = v["spec"].get("labels")
@@ -348,9 +420,9 @@ class Registry:
 
     # -- delete and alias --------------------------------------------------------------
 
-    def delete_version(self, name: str, ref: str) -> None:
+    def delete_version(self, name: str, ref: str, actor: str = ANONYMOUS) -> None:
         with self._write() as conn:
-            model_row = self._model_row(conn, name)
+            model_row = self._model_row(conn, name, lock=True)
             v = self._resolve(conn, model_row, ref)
             held = [a for a, n in self._aliases(conn, model_row["id"]).items() if n == v["number"]]
             if held:
@@ -360,32 +432,63 @@ class Registry:
                 )
             conn.execute(sa.delete(versions).where(versions.c.id == v["id"]))
             self._drop_orphan_blobs(conn, [v["weights_sha256"]])
+            record_event(conn, name, "delete_version", actor, version=v["number"])
 
-    def delete_model(self, name: str) -> None:
+    def delete_model(self, name: str, actor: str = ANONYMOUS) -> None:
+        """Delete a model with its versions, aliases and tags; its history stays."""
         with self._write() as conn:
-            row = self._model_row(conn, name)
-            shas = list(
-                conn.execute(
-                    sa.select(versions.c.weights_sha256).where(versions.c.model_id == row["id"])
-                ).scalars()
-            )
+            row = self._model_row(conn, name, lock=True)
+            held = conn.execute(
+                sa.select(versions.c.number, versions.c.weights_sha256)
+                .where(versions.c.model_id == row["id"])
+                .order_by(versions.c.number)
+            ).all()
+            alias_map = self._aliases(conn, row["id"])
             conn.execute(sa.delete(aliases).where(aliases.c.model_id == row["id"]))
             conn.execute(sa.delete(versions).where(versions.c.model_id == row["id"]))
             conn.execute(sa.delete(models).where(models.c.id == row["id"]))
-            self._drop_orphan_blobs(conn, shas)
+            self._drop_orphan_blobs(conn, [sha for _, sha in held])
+            record_event(
+                conn,
+                name,
+                "delete_model",
+                actor,
+                detail={"versions": [n for n, _ in held], "aliases": alias_map},
+            )
 
-    def set_alias(self, name: str, alias: str, number: int) -> dict[str, Any]:
+    def set_alias(
+        self, name: str, alias: str, number: int, actor: str = ANONYMOUS, force: bool = False
+    ) -> dict[str, Any]:
+        """Point `alias` at version `number`. Moving it to a version whose input shape or number
+        of classes differs from the one it points at now is a Conflict naming the difference,
+        unless `force` (which the history then records)."""
         check_alias(alias)
         with self._write() as conn:
-            row = self._model_row(conn, name)
+            row = self._model_row(conn, name, lock=True)
             v = self._resolve(conn, row, str(number))
-            found = conn.execute(
-                sa.select(aliases.c.name).where(
-                    aliases.c.model_id == row["id"], aliases.c.name == alias
+            current = (
+                conn.execute(
+                    sa.select(versions.c.number, versions.c.spec)
+                    .join(aliases, aliases.c.version_id == versions.c.id)
+                    .where(aliases.c.model_id == row["id"], aliases.c.name == alias)
                 )
-            ).first()
+                .mappings()
+                .first()
+            )
+            previous = current["number"] if current else None
+            differences = (
+                interface_differences(current["spec"], v["spec"])
+                if current and previous != v["number"]
+                else []
+            )
+            if differences and not force:
+                raise Conflict(
+                    f"alias {alias!r} of {name} points at version {previous}; moving it to "
+                    f"version {v['number']} would break its clients: {'; '.join(differences)}. "
+                    f"Add ?force=true to move it anyway"
+                )
             values = {"version_id": v["id"], "updated_at": _now()}
-            if found:
+            if current:
                 conn.execute(
                     sa.update(aliases)
                     .where(aliases.c.model_id == row["id"], aliases.c.name == alias)
@@ -393,16 +496,157 @@ class Registry:
                 )
             else:
                 conn.execute(sa.insert(aliases).values(model_id=row["id"], name=alias, **values))
-        return {"model": name, "alias": alias, "version": v["number"]}
+            record_event(
+                conn,
+                name,
+                "set_alias",
+                actor,
+                version=v["number"],
+                alias=alias,
+                previous_version=previous,
+                detail={"forced": differences} if differences else None,
+            )
+        return {"model": name, "alias": alias, "version": v["number"], "previous_version": previous}
 
-    def delete_alias(self, name: str, alias: str) -> None:
+    def delete_alias(self, name: str, alias: str, actor: str = ANONYMOUS) -> None:
         with self._write() as conn:
-            row = self._model_row(conn, name)
-            gone = conn.execute(
-                sa.delete(aliases).where(aliases.c.model_id == row["id"], aliases.c.name == alias)
-            ).rowcount
-            if not gone:
+            row = self._model_row(conn, name, lock=True)
+            previous = self._aliases(conn, row["id"]).get(alias)
+            if previous is None:
                 raise NotFound(f"model {name} has no alias {alias!r}")
+            conn.execute(
+                sa.delete(aliases).where(aliases.c.model_id == row["id"], aliases.c.name == alias)
+            )
+            record_event(conn, name, "delete_alias", actor, alias=alias, previous_version=previous)
+
+    # -- metadata: tags and descriptions -------------------------------------------------
+
+    def set_tag(
+        self, name: str, ref: str, key: str, value: str, actor: str = ANONYMOUS
+    ) -> dict[str, str]:
+        """Set one tag of a version; returns all its tags."""
+        check_tag(key, value)
+        with self._write() as conn:
+            row = self._model_row(conn, name, lock=True)
+            v = self._resolve(conn, row, ref)
+            old = conn.execute(
+                sa.select(version_tags.c.value).where(
+                    version_tags.c.version_id == v["id"], version_tags.c.key == key
+                )
+            ).scalar()
+            if old is None:
+                conn.execute(
+                    sa.insert(version_tags).values(version_id=v["id"], key=key, value=value)
+                )
+            else:
+                conn.execute(
+                    sa.update(version_tags)
+                    .where(version_tags.c.version_id == v["id"], version_tags.c.key == key)
+                    .values(value=value)
+                )
+            record_event(
+                conn,
+                name,
+                "set_tag",
+                actor,
+                version=v["number"],
+                detail={"key": key, "value": value, "previous_value": old},
+            )
+            return self._tags(conn, row["id"]).get(v["id"], {})
+
+    def delete_tag(self, name: str, ref: str, key: str, actor: str = ANONYMOUS) -> None:
+        with self._write() as conn:
+            row = self._model_row(conn, name, lock=True)
+            v = self._resolve(conn, row, ref)
+            old = conn.execute(
+                sa.select(version_tags.c.value).where(
+                    version_tags.c.version_id == v["id"], version_tags.c.key == key
+                )
+            ).scalar()
+            if old is None:
+                raise NotFound(f"{name} version {v['number']} has no tag {key!r}")
+            conn.execute(
+                sa.delete(version_tags).where(
+                    version_tags.c.version_id == v["id"], version_tags.c.key == key
+                )
+            )
+            record_event(
+                conn,
+                name,
+                "delete_tag",
+                actor,
+                version=v["number"],
+                detail={"key": key, "previous_value": old},
+            )
+
+    def set_description(
+        self, name: str, description: str, ref: str | None = None, actor: str = ANONYMOUS
+    ) -> None:
+        """Edit the description of a model (ref None) or of one of its versions."""
+        with self._write() as conn:
+            row = self._model_row(conn, name, lock=True)
+            if ref is None:
+                old, number = row["description"], None
+                conn.execute(
+                    sa.update(models)
+                    .where(models.c.id == row["id"])
+                    .values(description=description)
+                )
+            else:
+                v = self._resolve(conn, row, ref)
+                old, number = v["description"], v["number"]
+                conn.execute(
+                    sa.update(versions)
+                    .where(versions.c.id == v["id"])
+                    .values(description=description)
+                )
+            record_event(
+                conn,
+                name,
+                "set_description",
+                actor,
+                version=number,
+                detail={"description": description, "previous": old},
+            )
+
+    # -- diff ----------------------------------------------------------------------------
+
+    def diff(self, name: str, from_ref: str, to_ref: str) -> dict[str, Any]:
+        """Version `from_ref` against `to_ref`, layer by layer (see diff.py)."""
+        with self._read() as conn:
+            row = self._model_row(conn, name)
+            a, b = self._resolve(conn, row, from_ref), self._resolve(conn, row, to_ref)
+
+        def arrays(v: sa.RowMapping) -> Callable[[], dict[str, Any]]:
+            return lambda: load_npz(self.weights(name, str(v["number"]))[1])
+
+        doc = layer_diff(
+            Architecture.from_spec(a["spec"]),
+            Architecture.from_spec(b["spec"]),
+            arrays(a),
+            arrays(b),
+            same_weights=a["weights_sha256"] == b["weights_sha256"],
+        )
+        return {"model": name, "versions": {"from": a["number"], "to": b["number"]}, **doc}
+
+    # -- history -------------------------------------------------------------------------
+
+    def history(self, name: str, limit: int = 50, cursor: str | None = None) -> Page:
+        """Every write to model `name`, newest first, also after the model was deleted."""
+        check_name(name)
+        limit = page_size(limit)
+        before = None
+        if cursor:
+            before = decode_cursor(cursor)
+            if not isinstance(before, int):
+                raise Malformed(f"cursor {cursor!r} is not one this server handed out")
+        with self._read() as conn:
+            rows = read_events(conn, name, limit + 1, before)
+            if not rows and before is None:
+                exists = conn.execute(sa.select(models.c.id).where(models.c.name == name)).first()
+                if exists is None:
+                    raise NotFound(f"no model named {name!r}, now or in the history")
+        return paged(rows, limit, "id", [event_doc(r) for r in rows[:limit]])
 
     def ping(self) -> None:
         with self.engine.connect() as conn:
@@ -410,8 +654,12 @@ class Registry:
 
     # -- helpers -----------------------------------------------------------------------
 
-    def _model_row(self, conn: Connection, name: str) -> sa.RowMapping:
-        row = conn.execute(sa.select(models).where(models.c.name == name)).mappings().first()
+    def _model_row(self, conn: Connection, name: str, lock: bool = False) -> sa.RowMapping:
+        """The model's row; with `lock`, held until the transaction ends (PostgreSQL: FOR
+        UPDATE; SQLite's BEGIN IMMEDIATE already serialises writers), so that concurrent writes
+        to one model, and their history events, happen one after the other."""
+        q = sa.select(models).where(models.c.name == name)
+        row = conn.execute(q.with_for_update() if lock else q).mappings().first()
         if row is None:
             raise NotFound(f"no model named {name!r}")
         return row
@@ -475,8 +723,23 @@ class Registry:
             "aliases": self._aliases(conn, row["id"]),
         }
 
+    def _tags(self, conn: Connection, model_id: int) -> dict[int, dict[str, str]]:
+        """Every tag of a model's versions: version id → {key: value}."""
+        q = (
+            sa.select(version_tags.c.version_id, version_tags.c.key, version_tags.c.value)
+            .join(versions, versions.c.id == version_tags.c.version_id)
+            .where(versions.c.model_id == model_id)
+            .order_by(version_tags.c.key)
+        )
+        out: dict[int, dict[str, str]] = {}
+        for version_id, key, value in conn.execute(q):
+            out.setdefault(version_id, {})[key] = value
+        return out
+
     @staticmethod
-    def _version_summary(v: sa.RowMapping, alias_map: dict[str, int]) -> dict[str, Any]:
+    def _version_summary(
+        v: sa.RowMapping, alias_map: dict[str, int], tags: dict[int, dict[str, str]]
+    ) -> dict[str, Any]:
         return {
             "version": v["number"],
             "description": v["description"],
@@ -485,6 +748,7 @@ class Registry:
             "weights_sha256": v["weights_sha256"],
             "totals": v["totals"],
             "aliases": sorted(a for a, n in alias_map.items() if n == v["number"]),
+            "tags": tags.get(v["id"], {}),
         }
 
     def _drop_orphan_blobs(self, conn: Connection, shas: list[str]) -> None:
@@ -503,3 +767,22 @@ def _insert(conn: Connection, table: sa.Table = models):  # noqa: ANN202 - diale
     else:
         from sqlalchemy.dialects.sqlite import insert
     return insert(table)
+
+
+def interface_differences(old_spec: dict[str, Any], new_spec: dict[str, Any]) -> list[str]:
+    """What a client of one version would find different in the other: the input shape and the
+    number of classes (or, for outputs that are not class vectors, the output shape)."""
+    old, new = Architecture.from_spec(old_spec), Architecture.from_spec(new_spec)
+    out = []
+    if list(old.input_shape) != list(new.input_shape):
+        out.append(f"input shape {_dims(old.input_shape)} → {_dims(new.input_shape)}")
+    if old.num_classes is not None and new.num_classes is not None:
+        if old.num_classes != new.num_classes:
+            out.append(f"number of classes {old.num_classes} → {new.num_classes}")
+    elif list(old.output_shape) != list(new.output_shape):
+        out.append(f"output shape {_dims(old.output_shape)} → {_dims(new.output_shape)}")
+    return out
+
+
+def _dims(shape: Any) -> str:
+    return "×".join(str(d) for d in shape)

@@ -72,3 +72,38 @@ aliases = sa.Table(
     ),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+# Every registry write, recorded in the write's own transaction. Keyed by the model's *name*, not
+# its id, and without a foreign key: the history outlives the model (an operator can still see
+# that a deleted model existed, and who deleted it). `id` orders events: writers to one model hold
+# its row lock while they insert, so ids follow the order the writes took effect.
+events = sa.Table(
+    "registry_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(64), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("actor", sa.String(64), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("version", sa.Integer, nullable=True),
+    sa.Column("alias", sa.String(64), nullable=True),
+    sa.Column("previous_version", sa.Integer, nullable=True),
+    # What else the action changed: a tag's key and values, a description, a config, `forced`.
+    sa.Column("detail", sa.JSON, nullable=True),
+    sa.Index("ix_registry_events_model_id", "model", "id"),
+)
+
+# Free key/value labels on versions (the version itself stays immutable; its tags do not).
+version_tags = sa.Table(
+    "version_tags",
+    metadata,
+    sa.Column(
+        "version_id",
+        sa.Integer,
+        sa.ForeignKey("versions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(256), nullable=False),
+    sa.Index("ix_version_tags_key_value", "key", "value"),
+)
