@@ -49,8 +49,13 @@ def on_starting(server):  # noqa: ANN001, ANN201 - gunicorn's hook signature
     for stale in _metrics_dir.glob("*.db"):  # the directory may be a mount: empty, don't remove
         stale.unlink()
     log = logging.getLogger("gunicorn.error")
-    if _settings.admin_token:
-        log.info("convserve: registry writes need 'Authorization: Bearer $CONVSERVE_ADMIN_TOKEN'")
+    if _settings.admin_token or _settings.token_file:
+        log.info(
+            "convserve: registry writes need 'Authorization: Bearer <token>' (%s%s); reads %s",
+            "CONVSERVE_ADMIN_TOKEN" if _settings.admin_token else "",
+            f" tokens of {_settings.token_file}" if _settings.token_file else "",
+            "too" if _settings.reads_need_token else "do not",
+        )
     elif _settings.writes_open:
         log.warning(
             "convserve: CONVSERVE_ADMIN_TOKEN is not set; registry writes are accepted without a "

@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from flask import Flask
 
 from . import __version__
-from .api import problems, register_blueprints, telemetry
+from .api import problems, register_blueprints, security, telemetry
 from .api.parsing import ConvserveApi
 from .config import Settings
 from .imaging import set_pillow_pixel_limit
 from .registry.db import make_engine
 from .registry.store import Registry
 from .serving import DataPlane
+from .tokens import Tokens
 
 
 @dataclass
@@ -23,6 +24,7 @@ class Services:
     settings: Settings
     registry: Registry
     serving: DataPlane
+    tokens: Tokens
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -49,9 +51,16 @@ def create_app(settings: Settings | None = None) -> Flask:
         max_image_pixels=settings.max_image_pixels,
     )
     set_pillow_pixel_limit(settings.max_image_pixels)
-    app.extensions["convserve"] = Services(settings, registry, serving)
+    tokens = Tokens(settings.admin_token, settings.token_file)
+    if settings.reads_need_token and not tokens.configured:
+        raise ValueError(
+            "CONVSERVE_READS_NEED_TOKEN needs tokens: set CONVSERVE_TOKEN_FILE or "
+            "CONVSERVE_ADMIN_TOKEN"
+        )
+    app.extensions["convserve"] = Services(settings, registry, serving, tokens)
     problems.init_app(app)
     telemetry.init_app(app)
+    security.init_app(app)
     api = ConvserveApi(app)
     register_blueprints(api)
     serving.warm_up(settings.warmup)

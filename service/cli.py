@@ -115,6 +115,79 @@ def cmd_db_seed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _token_file(args: argparse.Namespace) -> Path:
+    import os
+
+    path = args.file or os.environ.get("CONVSERVE_TOKEN_FILE")
+    if not path:
+        raise ConvserveError("name the token file with --file or CONVSERVE_TOKEN_FILE")
+    return Path(path)
+
+
+def cmd_token_add(args: argparse.Namespace) -> int:
+    """Draw a token, store only its hash, print it once."""
+    from .tokens import (
+        RESERVED,
+        Entry,
+        TokenFileError,
+        hash_token,
+        new_token,
+        parse,
+        read_file,
+        write_file,
+    )
+
+    path = _token_file(args)
+    try:
+        entries = read_file(path)
+        if args.name in RESERVED or any(e.name == args.name for e in entries):
+            raise TokenFileError(
+                f"{path} already has a token named {args.name!r}, or the name "
+                f"is reserved: remove it first or pick another name"
+            )
+        token = new_token()
+        added = Entry(args.name, args.role, hash_token(token))
+        parse(f"{added.name} {added.role} {added.sha256}")  # the name and role are valid
+    except TokenFileError as err:
+        raise ConvserveError(str(err)) from None
+    write_file(path, [*entries, added])
+    print(token)
+    print(
+        f"added token {args.name!r} with role {args.role} to {path} (only its SHA-256 is "
+        f"stored: keep the token now, it cannot be shown again)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_token_list(args: argparse.Namespace) -> int:
+    from .tokens import TokenFileError, read_file
+
+    try:
+        entries = read_file(_token_file(args))
+    except TokenFileError as err:
+        raise ConvserveError(str(err)) from None
+    for e in entries:
+        print(f"{e.name}\t{e.role}")
+    return 0
+
+
+def cmd_token_remove(args: argparse.Namespace) -> int:
+    from .tokens import TokenFileError, read_file, write_file
+
+    path = _token_file(args)
+    try:
+        entries = read_file(path)
+    except TokenFileError as err:
+        raise ConvserveError(str(err)) from None
+    kept = [e for e in entries if e.name != args.name]
+    if len(kept) == len(entries):
+        raise ConvserveError(f"{path} has no token named {args.name!r}")
+    write_file(path, kept)
+    print(f"removed token {args.name!r}: servers refuse it from their next request on")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run gunicorn with the project's config (what `make serve` does after migrating)."""
     import os
@@ -173,6 +246,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the HTTP service with gunicorn (HOST, PORT, ...)")
     p.set_defaults(func=cmd_serve)
+
+    from .tokens import ROLES
+
+    tok = sub.add_parser(
+        "token",
+        help="named API tokens with roles (the token file)",
+        description="Manage the token file the server reads (CONVSERVE_TOKEN_FILE, re-read on "
+        "change): each token has a name (the actor in the history and the access log) and a "
+        "role: read < predict < write < admin.",
+    ).add_subparsers(dest="token", required=True)
+    p = tok.add_parser("add", help="create a token, print it once, store its hash")
+    p.add_argument("name", help="who or what uses it, e.g. ci or alice")
+    p.add_argument("--role", required=True, choices=ROLES)
+    p.add_argument("--file", help="the token file (default: $CONVSERVE_TOKEN_FILE)")
+    p.set_defaults(func=cmd_token_add)
+    p = tok.add_parser("list", help="names and roles (the tokens themselves are not stored)")
+    p.add_argument("--file", help="the token file (default: $CONVSERVE_TOKEN_FILE)")
+    p.set_defaults(func=cmd_token_list)
+    p = tok.add_parser("remove", help="revoke a token by name")
+    p.add_argument("name")
+    p.add_argument("--file", help="the token file (default: $CONVSERVE_TOKEN_FILE)")
+    p.set_defaults(func=cmd_token_remove)
 
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="db", required=True)
     p = db.add_parser("upgrade", help="migrate DATABASE_URL to the newest schema")

@@ -23,6 +23,15 @@ def _int(env: dict[str, str], key: str, default: int) -> int:
         raise ValueError(f"{key} must be an integer, got {value!r}") from None
 
 
+def _bool(env: dict[str, str], key: str) -> bool:
+    value = (env.get(key) or "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise ValueError(f"{key} must be true or false, got {value!r}")
+
+
 def is_loopback(host: str) -> bool:
     if host in ("localhost", "localhost.localdomain"):
         return True
@@ -36,6 +45,10 @@ def is_loopback(host: str) -> bool:
 class Settings:
     database_url: str = "sqlite:///var/registry.db"
     admin_token: str | None = None
+    #: Named tokens with roles, as hashes (see service.tokens); re-read when it changes.
+    token_file: str | None = None
+    #: Reads and predictions need a token too (role read / predict or above).
+    reads_need_token: bool = False
     host: str = "127.0.0.1"
     port: int = 8000
     #: Largest request body accepted (weights of VGG-16 are 528 MiB as float32 .npz).
@@ -69,6 +82,8 @@ class Settings:
         settings = cls(
             database_url=env.get("DATABASE_URL") or d.database_url,
             admin_token=env.get("CONVSERVE_ADMIN_TOKEN") or None,
+            token_file=env.get("CONVSERVE_TOKEN_FILE") or None,
+            reads_need_token=_bool(env, "CONVSERVE_READS_NEED_TOKEN"),
             host=env.get("HOST") or d.host,
             port=_int(env, "PORT", d.port),
             max_upload_bytes=_int(env, "CONVSERVE_MAX_UPLOAD_BYTES", d.max_upload_bytes),

@@ -74,6 +74,8 @@ class GunicornLogger(glogging.Logger):
             "bytes": getattr(resp, "sent", None),
             "duration_ms": round(request_time.total_seconds() * 1000, 3),
             "request_id": request_id,
+            # the token's name (never the token itself); absent for anonymous requests
+            "actor": environ.get("convserve.actor"),
             "user_agent": environ.get("HTTP_USER_AGENT"),
         }
         self.access_log.info("request", extra={"fields": fields})

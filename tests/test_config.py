@@ -29,6 +29,8 @@ def test_every_variable_is_read():
             "CONVSERVE_MAX_IMAGE_PIXELS": "14",
             "CONVSERVE_WARMUP": " digits:production, lenet ,,",
             "CONVSERVE_MAX_LAYERS": "15",
+            "CONVSERVE_TOKEN_FILE": "/etc/convserve/tokens",
+            "CONVSERVE_READS_NEED_TOKEN": "true",
         }
     )
     assert (s.database_url, s.port) == ("postgresql+psycopg://db/x", 9000)
@@ -36,7 +38,14 @@ def test_every_variable_is_read():
     assert (s.max_upload_bytes, s.model_cache_bytes, s.batch_bytes) == (10, 11, 12)
     assert (s.max_batch, s.max_image_pixels, s.limits.max_layers) == (13, 14, 15)
     assert s.warmup == ("digits:production", "lenet")
+    assert (s.token_file, s.reads_need_token) == ("/etc/convserve/tokens", True)
     assert not s.writes_open  # a token is set
+
+
+def test_a_bad_switch_names_the_variable():
+    assert not Settings.from_env({"CONVSERVE_READS_NEED_TOKEN": "0"}).reads_need_token
+    with pytest.raises(ValueError, match="CONVSERVE_READS_NEED_TOKEN must be true or false"):
+        Settings.from_env({"CONVSERVE_READS_NEED_TOKEN": "maybe"})
 
 
 def test_a_bad_number_names_the_variable():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -53,3 +54,33 @@ def test_parallel_registrations_across_workers(server):
     assert (
         load_model_spec("lenet") == requests.get(f"{base}/v1/models/race/versions/7").json()["spec"]
     )
+
+
+def test_the_access_log_names_the_actor_and_never_the_token(db_url, tmp_path):
+    from service.tokens import Entry, hash_token, write_file
+
+    token = "cvs_live-secret-token-4242"
+    write_file(tmp_path / "tokens", [Entry("ci", "write", hash_token(token))])
+    with live_server(db_url, tmp_path, CONVSERVE_TOKEN_FILE=str(tmp_path / "tokens")) as (
+        base,
+        log,
+    ):
+        spec = (ROOT / "models" / "lenet.json").read_bytes()
+        files = {"spec": ("lenet.json", spec), "weights": ("w.npz", lenet_weights())}
+        anonymous = requests.post(f"{base}/v1/models/lenet/versions", files=files, timeout=30)
+        assert anonymous.status_code == 401
+        resp = requests.post(
+            f"{base}/v1/models/lenet/versions",
+            files=files,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+        assert resp.status_code == 201, resp.text
+        history = requests.get(f"{base}/v1/models/lenet/history", timeout=10).json()
+        assert [(e["actor"], e["action"]) for e in history["events"]] == [("ci", "register")]
+        requests.get(f"{base}/healthz", timeout=10)  # the access log line above is written
+        log.seek(0)
+        lines = [json.loads(line) for line in log if line.startswith("{")]
+    posts = [x for x in lines if x.get("method") == "POST"]
+    assert [(x["status"], x.get("actor")) for x in posts] == [(401, None), (201, "ci")]
+    assert token not in json.dumps(lines)

@@ -1,37 +1,119 @@
-"""Registry writes: a bearer token when one is configured, else loopback-only."""
+"""Who may do what: every /v1 and /v2 request is checked here, once, before its view runs.
+
+Each view declares the role it needs with `@requires(...)` (or `@public`); a view that declares
+nothing needs `read` for GET/HEAD and `write` for anything else, so a new endpoint is never open
+by accident. Without a token a request is `anonymous`: allowed to read and predict unless
+`CONVSERVE_READS_NEED_TOKEN` is set, and to write only while no token exists at all and the
+server cannot be reached from outside (`writes_open`). With `Authorization: Bearer <token>`, the
+token's name becomes the request's actor (in the history and the access log) and its role
+decides: 401 for a missing or unknown token, 403 for a role below the one needed.
+"""
 
 from __future__ import annotations
 
-import functools
-import hmac
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
-from flask import current_app, request
+from flask import Flask, current_app, g, request
 
 from service.errors import Forbidden, Unauthorized
+from service.registry.history import ANONYMOUS
+from service.tokens import Identity
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ROLE_ATTR = "convserve_role"
+PUBLIC = "public"
+#: The WSGI environ key the access log reads the actor from (service.logs).
+ACTOR_ENVIRON = "convserve.actor"
+PROTECTED = ("/v1/", "/v2/")
+WHAT = {
+    "read": "reading",
+    "predict": "inference",
+    "write": "registry writes",
+    "admin": "deleting versions and models",
+}
 
 
-def require_write(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Guard a registry write (POST/PUT/DELETE under /v1/models)."""
+def requires(role: str) -> Callable[[F], F]:
+    """Declare the role a view needs (`read`, `predict`, `write` or `admin`)."""
 
-    @functools.wraps(view)
-    def guarded(*args: Any, **kwargs: Any) -> Any:
-        settings = current_app.extensions["convserve"].settings
-        token = settings.admin_token
-        if token is None:
-            if not settings.writes_open:
-                raise Forbidden(
-                    f"registry writes are disabled: the server listens on {settings.host}, not "
-                    f"loopback, and CONVSERVE_ADMIN_TOKEN is not set"
-                )
-            return view(*args, **kwargs)
-        header = request.headers.get("Authorization", "")
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not given:
-            raise Unauthorized("registry writes need the header 'Authorization: Bearer <token>'")
-        if not hmac.compare_digest(given.strip().encode(), token.encode()):
-            raise Unauthorized("the bearer token is not the admin token")
-        return view(*args, **kwargs)
+    def mark(view: F) -> F:
+        setattr(view, ROLE_ATTR, role)
+        return view
 
-    return guarded
+    return mark
+
+
+def public(view: F) -> F:
+    """Declare a view open to everyone, always (health checks)."""
+    setattr(view, ROLE_ATTR, PUBLIC)
+    return view
+
+
+def actor() -> str:
+    """The name of whoever makes the current request (`anonymous` without a token)."""
+    return g.get("actor") or ANONYMOUS
+
+
+def needed_role() -> str | None:
+    """The role the current request needs, or None when it is not checked."""
+    view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
+    if view is None or not request.path.startswith(PROTECTED):
+        return None
+    role = getattr(view, ROLE_ATTR, None)
+    if role == PUBLIC:
+        return None
+    if role is None:
+        role = "read" if request.method in ("GET", "HEAD", "OPTIONS") else "write"
+    return role
+
+
+def _bearer() -> str | None:
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        raise Unauthorized("send the token as 'Authorization: Bearer <token>'")
+    return given.strip()
+
+
+def authorize() -> None:
+    """The before-request check (see the module's docstring)."""
+    role = needed_role()
+    if role is None:
+        return
+    services = current_app.extensions["convserve"]
+    settings, tokens = services.settings, services.tokens
+    given = _bearer() if tokens.configured else None
+    if given is None:
+        if role in ("read", "predict") and not settings.reads_need_token:
+            return
+        if not tokens.configured:
+            if settings.writes_open:
+                return
+            raise Forbidden(
+                f"{WHAT[role]} is disabled: the server can be reached from other machines, "
+                f"CONVSERVE_ADMIN_TOKEN is not set and neither is CONVSERVE_TOKEN_FILE"
+            )
+        raise Unauthorized(
+            f"{WHAT[role]} needs a token with role {role} or above: 'Authorization: Bearer <token>'"
+        )
+    ident = tokens.identify(given)
+    if ident is None:
+        raise Unauthorized("the bearer token is not one this server knows")
+    _remember(ident)
+    if not ident.may(role):
+        raise Forbidden(
+            f"token {ident.name!r} has role {ident.role}; {WHAT[role]} needs role {role} or above"
+        )
+
+
+def _remember(ident: Identity) -> None:
+    g.actor = ident.name
+    request.environ[ACTOR_ENVIRON] = ident.name
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(authorize)

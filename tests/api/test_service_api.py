@@ -24,7 +24,7 @@ def test_writes_need_the_bearer_token_when_one_is_set(guarded):
         headers={"Authorization": "Bearer wrong"},
         data=upload(load_model_spec("lenet"), lenet_weights()),
     )
-    body = assert_problem(resp, 401, "not the admin token")
+    body = assert_problem(resp, 401, "not one this server knows")
     assert body["type"].endswith("unauthorized")
     assert resp.headers["WWW-Authenticate"].startswith("Bearer")
 
