@@ -21,6 +21,7 @@ from .schemas import (
     PredictResponseSchema,
     bodies_doc,
 )
+from .security import requires
 
 blp = ApiBlueprint(
     "inference",
@@ -82,6 +83,7 @@ def _predict(name: str, ref: str | None, top_k: int) -> Response:
 
 
 @blp.route("/<name>/predict", methods=["POST"])
+@requires("predict")
 @blp.arguments(PredictArgs, location="query")
 @blp.doc(requestBody=bodies_doc("the images or instances to classify"))
 @blp.response(200, PredictResponseSchema)
@@ -96,6 +98,7 @@ def predict(args: dict[str, Any], name: str) -> Response:
 
 
 @blp.route("/<name>/versions/<ref>/predict", methods=["POST"])
+@requires("predict")
 @blp.arguments(PredictArgs, location="query")
 @blp.doc(requestBody=bodies_doc("the images or instances to classify"))
 @blp.response(200, PredictResponseSchema)
@@ -105,6 +108,7 @@ def predict_version(args: dict[str, Any], name: str, ref: str) -> Response:
 
 
 @blp.route("/<name>/versions/<ref>/activations", methods=["POST"])
+@requires("predict")
 @blp.arguments(ActivationArgs, location="query")
 @blp.doc(requestBody=bodies_doc("one image or instance"))
 @blp.response(200, ActivationsSchema)

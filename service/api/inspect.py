@@ -11,11 +11,13 @@ from service.errors import Malformed, UnsupportedMedia
 
 from .parsing import ApiBlueprint
 from .schemas import LayerTableSchema
+from .security import requires
 
 blp = ApiBlueprint("inspect", __name__, url_prefix="/v1", description="Introspect unsaved specs.")
 
 
 @blp.route("/inspect", methods=["POST"])
+@requires("read")  # computes a table, stores nothing: no more than reading
 @blp.doc(
     requestBody={
         "required": True,

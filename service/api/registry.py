@@ -20,15 +20,23 @@ from .problems import status_of
 from .schemas import (
     AliasBody,
     AliasSchema,
+    DescriptionBody,
+    DiffArgs,
+    DiffSchema,
+    ForceArgs,
+    HistoryPageSchema,
     LayerTableSchema,
+    ModelListArgs,
     ModelPageSchema,
     ModelSchema,
     PageArgs,
     RegisterForm,
+    TagBody,
+    TagsSchema,
     VersionPageSchema,
     VersionSchema,
 )
-from .security import require_write
+from .security import actor, requires
 
 blp = ApiBlueprint(
     "registry",
@@ -63,11 +71,15 @@ def counted(operation: str) -> Callable[[Callable[..., Any]], Callable[..., Any]
 
 
 @blp.route("", methods=["GET"])
-@blp.arguments(PageArgs, location="query")
+@blp.arguments(ModelListArgs, location="query")
 @blp.response(200, ModelPageSchema)
 def list_models(args: dict[str, Any]) -> dict[str, Any]:
-    """List models, by name (paginated: pass `next_cursor` back as `cursor`)."""
-    page = registry().list_models(args["limit"], args.get("cursor"))
+    """List models, by name (paginated: pass `next_cursor` back as `cursor`).
+
+    `?tag=key:value` (or `?tag=key` for any value), repeatable, keeps the models with a version
+    that carries every such tag, and lists those versions as `tagged_versions`.
+    """
+    page = registry().list_models(args["limit"], args.get("cursor"), args.get("tag"))
     return {"models": page.items, "next_cursor": page.next_cursor}
 
 
@@ -80,11 +92,11 @@ def get_model(name: str) -> dict[str, Any]:
 
 @blp.route("/<name>", methods=["DELETE"])
 @counted("delete_model")
-@require_write
+@requires("admin")
 @blp.response(204)
 def delete_model(name: str) -> None:
-    """Delete a model with all its versions and aliases."""
-    registry().delete_model(name)
+    """Delete a model with all its versions, aliases and tags (its history stays). Role admin."""
+    registry().delete_model(name, actor=actor())
 
 
 @blp.route("/<name>/versions", methods=["GET"])
@@ -98,7 +110,7 @@ def list_versions(args: dict[str, Any], name: str) -> dict[str, Any]:
 
 @blp.route("/<name>/versions", methods=["POST"])
 @counted("register")
-@require_write
+@requires("write")
 @blp.arguments(RegisterForm, location="form_and_files")
 @blp.response(201, VersionSchema)
 def register_version(form: dict[str, Any], name: str) -> Any:
@@ -115,7 +127,9 @@ def register_version(form: dict[str, Any], name: str) -> Any:
         spec_json, weights = spec, dump_npz(arrays)
     else:
         spec_json, weights = form["spec"], form["weights"].read()
-    doc = registry().register(name, spec_json, weights, form["description"])
+    doc = registry().register(
+        name, spec_json, weights, form["description"], actor=actor(), tags=form.get("tags")
+    )
     return doc, 201, {"Location": f"/v1/models/{name}/versions/{doc['version']}"}
 
 
@@ -145,11 +159,11 @@ def get_version(name: str, ref: str) -> dict[str, Any]:
 
 @blp.route("/<name>/versions/<ref>", methods=["DELETE"])
 @counted("delete_version")
-@require_write
+@requires("admin")
 @blp.response(204)
 def delete_version(name: str, ref: str) -> None:
-    """Delete a version; 409 while an alias points at it."""
-    registry().delete_version(name, ref)
+    """Delete a version; 409 while an alias points at it. Role admin."""
+    registry().delete_version(name, ref, actor=actor())
 
 
 @blp.route("/<name>/versions/<ref>/weights", methods=["GET"])
@@ -177,18 +191,93 @@ def get_layers(name: str, ref: str) -> dict[str, Any]:
 
 @blp.route("/<name>/aliases/<alias>", methods=["PUT"])
 @counted("set_alias")
-@require_write
+@requires("write")
+@blp.arguments(ForceArgs, location="query")
 @blp.arguments(AliasBody)
 @blp.response(200, AliasSchema)
-def put_alias(body: dict[str, Any], name: str, alias: str) -> dict[str, Any]:
-    """Point an alias (such as `production`) at a version."""
-    return registry().set_alias(name, alias, body["version"])
+def put_alias(args: dict[str, Any], body: dict[str, Any], name: str, alias: str) -> dict[str, Any]:
+    """Point an alias (such as `production`) at a version.
+
+    Moving an alias to a version whose input shape or number of classes differs from the one it
+    points at now would break its clients: 409 naming the difference, unless `?force=true`.
+    The answer and the history carry `previous_version`, so a rollback is one more PUT.
+    """
+    return registry().set_alias(name, alias, body["version"], actor=actor(), force=args["force"])
 
 
 @blp.route("/<name>/aliases/<alias>", methods=["DELETE"])
 @counted("delete_alias")
-@require_write
+@requires("write")
 @blp.response(204)
 def delete_alias(name: str, alias: str) -> None:
     """Remove an alias (the version stays)."""
-    registry().delete_alias(name, alias)
+    registry().delete_alias(name, alias, actor=actor())
+
+
+@blp.route("/<name>/history", methods=["GET"])
+@blp.arguments(PageArgs, location="query")
+@blp.response(200, HistoryPageSchema)
+def get_history(args: dict[str, Any], name: str) -> dict[str, Any]:
+    """Every registry write to the model, newest first (paginated), kept after it is deleted.
+
+    Each event: when (`at`), who (`actor`: the token's name, or `anonymous`), the `action`, and
+    the `version`, `alias` and `previous_version` it concerned; `detail` holds the rest (a tag's
+    values, a description, a config, or the differences a forced alias move overrode).
+    """
+    page = registry().history(name, args["limit"], args.get("cursor"))
+    return {"model": name, "events": page.items, "next_cursor": page.next_cursor}
+
+
+@blp.route("/<name>/diff", methods=["GET"])
+@blp.arguments(DiffArgs, location="query")
+@blp.response(200, DiffSchema)
+def get_diff(args: dict[str, Any], name: str) -> dict[str, Any]:
+    """Two versions layer by layer: added, removed, changed (naming the fields) or the same.
+
+    `from` and `to` are version numbers, aliases or `latest`. Each layer carries its rows from
+    the layer table on both sides and, where its weight shapes match, the relative L2 norm of
+    the weight change, ‖to − from‖ / ‖from‖ over all of the layer's arrays.
+    """
+    return registry().diff(name, args["from_"], args["to"])
+
+
+@blp.route("/<name>", methods=["PATCH"])
+@counted("set_description")
+@requires("write")
+@blp.arguments(DescriptionBody)
+@blp.response(200, ModelSchema)
+def patch_model(body: dict[str, Any], name: str) -> dict[str, Any]:
+    """Edit the model's description."""
+    registry().set_description(name, body["description"], actor=actor())
+    return registry().model(name)
+
+
+@blp.route("/<name>/versions/<ref>", methods=["PATCH"])
+@counted("set_description")
+@requires("write")
+@blp.arguments(DescriptionBody)
+@blp.response(200, VersionSchema)
+def patch_version(body: dict[str, Any], name: str, ref: str) -> dict[str, Any]:
+    """Edit a version's description (its spec and weights never change)."""
+    registry().set_description(name, body["description"], ref, actor=actor())
+    return registry().version(name, ref)
+
+
+@blp.route("/<name>/versions/<ref>/tags/<key>", methods=["PUT"])
+@counted("set_tag")
+@requires("write")
+@blp.arguments(TagBody)
+@blp.response(200, TagsSchema)
+def put_tag(body: dict[str, Any], name: str, ref: str, key: str) -> dict[str, Any]:
+    """Set a tag (`{"value": "..."}`) on a version; answers with all its tags."""
+    tags = registry().set_tag(name, ref, key, body["value"], actor=actor())
+    return {"tags": tags}
+
+
+@blp.route("/<name>/versions/<ref>/tags/<key>", methods=["DELETE"])
+@counted("delete_tag")
+@requires("write")
+@blp.response(204)
+def delete_tag(name: str, ref: str, key: str) -> None:
+    """Remove a tag from a version."""
+    registry().delete_tag(name, ref, key, actor=actor())

@@ -15,7 +15,8 @@ class SpecPart(fields.Field):
     """The `spec` part of a registration: a JSON file (curl -F spec=@x.json) or JSON text."""
 
     def __init__(self, **kwargs: Any):
-        super().__init__(metadata={"type": "string", "format": "binary"}, **kwargs)
+        kwargs.setdefault("metadata", {"type": "string", "format": "binary"})
+        super().__init__(**kwargs)
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
         raw = value.read() if isinstance(value, FileStorage) else value
@@ -46,6 +47,21 @@ class RegisterForm(ma.Schema):
         },
     )
     description = fields.String(load_default="", validate=validate.Length(max=10_000))
+    tags = SpecPart(
+        metadata={
+            "type": "string",
+            "description": 'optional JSON object of tags for the version: {"key": "value"}',
+        }
+    )
+
+    @ma.validates_schema
+    def _tags_are_strings(self, data: dict[str, Any], **kwargs: Any) -> None:
+        tags = data.get("tags")
+        if tags is not None and not (
+            isinstance(tags, dict)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items())
+        ):
+            raise ma.ValidationError('a JSON object of strings, such as {"stage": "qa"}', "tags")
 
     @ma.validates_schema
     def _one_form(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -72,6 +88,45 @@ class PageArgs(ma.Schema):
     cursor = fields.String()
 
 
+class ModelListArgs(PageArgs):
+    tag = fields.List(
+        fields.String(),
+        metadata={"description": "key:value or key; repeat for more (all must match)"},
+    )
+
+
+class ForceArgs(ma.Schema):
+    force = fields.Boolean(
+        load_default=False,
+        metadata={"description": "move the alias even if the input shape or classes differ"},
+    )
+
+
+class DescriptionBody(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+    description = fields.String(required=True, validate=validate.Length(max=10_000))
+
+
+class TagBody(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+    value = fields.String(required=True, validate=validate.Length(max=256))
+
+
+class TagsSchema(ma.Schema):
+    tags = fields.Dict(keys=fields.String(), values=fields.String())
+
+
+class DiffArgs(ma.Schema):
+    from_ = fields.String(
+        required=True, data_key="from", metadata={"description": "a version, alias or latest"}
+    )
+    to = fields.String(required=True, metadata={"description": "a version, alias or latest"})
+
+
 class AliasBody(ma.Schema):
     version = fields.Integer(strict=True, required=True, validate=validate.Range(min=1))
 
@@ -91,6 +146,7 @@ class VersionSummarySchema(ma.Schema):
     weights_sha256 = fields.String()
     totals = fields.Nested(TotalsSchema)
     aliases = fields.List(fields.String())
+    tags = fields.Dict(keys=fields.String(), values=fields.String())
 
 
 class VersionSchema(VersionSummarySchema):
@@ -115,6 +171,10 @@ class ModelSummarySchema(ma.Schema):
     version_count = fields.Integer()
     latest_version = fields.Integer(allow_none=True)
     aliases = fields.Dict(keys=fields.String(), values=fields.Integer())
+    tagged_versions = fields.List(
+        fields.Integer(),
+        metadata={"description": "with ?tag: the versions that carry every tag asked for"},
+    )
 
 
 class ModelSchema(ModelSummarySchema):
@@ -136,6 +196,39 @@ class AliasSchema(ma.Schema):
     model = fields.String()
     alias = fields.String()
     version = fields.Integer()
+    previous_version = fields.Integer(
+        allow_none=True, metadata={"description": "where the alias pointed before (a rollback)"}
+    )
+
+
+class EventSchema(ma.Schema):
+    at = fields.String(metadata={"format": "date-time"})
+    actor = fields.String(metadata={"description": "the token's name, or anonymous"})
+    action = fields.String(
+        metadata={
+            "enum": [
+                "register",
+                "delete_version",
+                "set_alias",
+                "delete_alias",
+                "delete_model",
+                "set_config",
+                "set_tag",
+                "delete_tag",
+                "set_description",
+            ]
+        }
+    )
+    version = fields.Integer(allow_none=True)
+    alias = fields.String(allow_none=True)
+    previous_version = fields.Integer(allow_none=True)
+    detail = fields.Dict(allow_none=True)
+
+
+class HistoryPageSchema(ma.Schema):
+    model = fields.String()
+    events = fields.List(fields.Nested(EventSchema), metadata={"description": "newest first"})
+    next_cursor = fields.String(allow_none=True)
 
 
 class ReceptiveFieldSchema(ma.Schema):
@@ -161,6 +254,40 @@ class LayerTableSchema(ma.Schema):
     output = fields.String()
     layers = fields.List(fields.Nested(LayerRowSchema))
     totals = fields.Nested(TotalsSchema)
+
+
+# "from" and "fields" are not attribute names a class body can use: built from dicts.
+LayerDiffSchema = ma.Schema.from_dict(
+    {
+        "name": fields.String(),
+        "change": fields.String(metadata={"enum": ["added", "removed", "changed", "same"]}),
+        "fields": fields.List(
+            fields.String(),
+            metadata={
+                "description": "what changed: spec fields, weights, input_shapes, output_shape"
+            },
+        ),
+        "from": fields.Nested(LayerRowSchema, allow_none=True),
+        "to": fields.Nested(LayerRowSchema, allow_none=True),
+        "weight_change": fields.Float(
+            allow_none=True,
+            metadata={
+                "description": "‖to − from‖ / ‖from‖ over the layer's arrays, where shapes match"
+            },
+        ),
+    },
+    name="LayerDiff",
+)
+DiffTotalsSchema = ma.Schema.from_dict(
+    {"from": fields.Nested(TotalsSchema), "to": fields.Nested(TotalsSchema)}, name="DiffTotals"
+)
+
+
+class DiffSchema(ma.Schema):
+    model = fields.String()
+    versions = fields.Dict(keys=fields.String(), values=fields.Integer())
+    layers = fields.List(fields.Nested(LayerDiffSchema))
+    totals = fields.Nested(DiffTotalsSchema)
 
 
 class StatusSchema(ma.Schema):

@@ -23,6 +23,7 @@ from service.serving import DataPlane, LoadedModel, best_first
 from .health import check_ready
 from .parsing import ApiBlueprint
 from .problems import register_renderer
+from .security import public, requires
 
 blp = ApiBlueprint(
     "v2",
@@ -64,12 +65,14 @@ def data_plane() -> DataPlane:
 
 
 @blp.route("/health/live", methods=["GET"])
+@public
 def live() -> dict[str, Any]:
     """200 while the server lives."""
     return {"live": True}
 
 
 @blp.route("/health/ready", methods=["GET"])
+@public
 def ready() -> dict[str, Any]:
     """200 once the registry database is ready, else 503."""
     check_ready()
@@ -112,6 +115,7 @@ def model_ready(name: str, version: str | None = None) -> dict[str, Any]:
 
 @blp.route("/models/<name>/infer", methods=["POST"])
 @blp.route("/models/<name>/versions/<version>/infer", methods=["POST"])
+@requires("predict")
 @blp.doc(
     requestBody={
         "required": True,

@@ -91,9 +91,15 @@ def test_aliases(client):
     for i in range(2):
         register(client, weights=lenet_weights(i))
     resp = client.put("/v1/models/lenet/aliases/production", json={"version": 1})
-    assert resp.get_json() == {"model": "lenet", "alias": "production", "version": 1}
+    assert resp.get_json() == {
+        "model": "lenet",
+        "alias": "production",
+        "version": 1,
+        "previous_version": None,
+    }
     assert client.get("/v1/models/lenet/versions/production").get_json()["version"] == 1
-    client.put("/v1/models/lenet/aliases/production", json={"version": 2})  # move it
+    moved = client.put("/v1/models/lenet/aliases/production", json={"version": 2})
+    assert moved.get_json()["previous_version"] == 1
     assert client.get("/v1/models/lenet/versions/production").get_json()["version"] == 2
     model = client.get("/v1/models/lenet").get_json()
     assert model["aliases"] == {"production": 2}
@@ -240,4 +246,4 @@ def test_unknown_things_are_404_naming_them(client):
     assert_problem(client.get("/v1/models/lenet/versions/9"), 404, "no version 9")
     assert_problem(client.get("/v1/models/lenet/versions/nope"), 404, "no alias 'nope'")
     assert_problem(client.get("/v1/nothing/here"), 404)
-    assert_problem(client.patch("/v1/models/lenet"), 405)
+    assert_problem(client.post("/v1/models/lenet"), 405)
