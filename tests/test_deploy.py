@@ -20,7 +20,9 @@ from service import metrics
 from tests.conftest import ROOT
 
 DEPLOY = ROOT / "deploy"
-K8S = DEPLOY / "k8s"
+K8S = DEPLOY / "k8s" / "base"
+MONITORING = DEPLOY / "k8s" / "components" / "servicemonitor"
+EXAMPLE = DEPLOY / "k8s" / "overlays" / "example"
 
 
 def load_yaml(path: Path) -> list[dict]:
@@ -234,10 +236,6 @@ def test_references_between_manifests_resolve(k8s):
     hpa = k8s["HorizontalPodAutoscaler"]["spec"]
     assert hpa["scaleTargetRef"]["name"] == dep["metadata"]["name"]
     assert hpa["minReplicas"] >= 2 and hpa["maxReplicas"] > hpa["minReplicas"]
-    mon = k8s["ServiceMonitor"]["spec"]
-    assert mon["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
-    assert mon["endpoints"][0]["port"] in {p["name"] for p in svc["spec"]["ports"]}
-    assert mon["endpoints"][0]["path"] == "/metrics"
     pdb = k8s["PodDisruptionBudget"]["spec"]
     assert pdb["selector"]["matchLabels"].items() <= pod_labels.items()
 
@@ -248,6 +246,108 @@ def test_the_migration_job_runs_the_explicit_upgrade(k8s):
     assert c["command"] == ["convserve", "db", "upgrade"]
     assert c["envFrom"] == [{"secretRef": {"name": k8s["Secret"]["metadata"]["name"]}}]
     assert job["securityContext"]["runAsNonRoot"] is True
+
+
+def containers(docs) -> list[dict]:
+    """Every container of every pod template (Deployment, Job) among `docs`."""
+    out = []
+    for doc in docs:
+        if doc["kind"] in ("Deployment", "Job"):
+            out += doc["spec"]["template"]["spec"]["containers"]
+    return out
+
+
+def test_every_probe_has_explicit_bounds_a_busy_pod_survives(k8s):
+    (c,) = k8s["Deployment"]["spec"]["template"]["spec"]["containers"]
+    probes = {kind: c[kind] for kind in ("startupProbe", "readinessProbe", "livenessProbe")}
+    for kind, probe in probes.items():
+        # Kubernetes' default timeoutSeconds is 1 s: a probe must state its own, below its period
+        assert 2 <= probe["timeoutSeconds"] <= probe["periodSeconds"], kind
+        assert probe["failureThreshold"] >= 2, kind
+        assert probe["httpGet"]["port"] == c["ports"][0]["name"], kind
+    live, start = probes["livenessProbe"], probes["startupProbe"]
+    # a restart needs half a minute without an answer, not one slow reply
+    assert live["periodSeconds"] * live["failureThreshold"] >= 30
+    assert start["httpGet"]["path"] == "/healthz"
+    assert start["periodSeconds"] * start["failureThreshold"] >= 60  # time to boot and warm up
+    assert "initialDelaySeconds" not in live  # the startup probe holds liveness off instead
+
+
+def test_the_image_is_a_placeholder_that_kustomize_sets(k8s):
+    (kustomization,) = load_yaml(K8S / "kustomization.yaml")
+    (entry,) = kustomization["images"]
+    images = {c["image"] for c in containers(k8s.values())}
+    # the Deployment and the migration Job run the same image, named only by the placeholder
+    assert images == {entry["name"]}
+    # the base names no registry of its own (overlays match the placeholder name) and its tag
+    # says plainly that it must be set
+    assert "newName" not in entry and entry["newTag"] == "CHANGE-ME"
+    (overlay,) = load_yaml(EXAMPLE / "kustomization.yaml")
+    (mine,) = overlay["images"]
+    assert mine["name"] == entry["name"] and mine["newName"] and mine["newTag"] != "CHANGE-ME"
+    readme = (ROOT / "README.md").read_text()
+    assert "kustomize edit set image convserve=" in readme and "images:" in readme
+
+
+def test_the_servicemonitor_is_an_optional_component(k8s):
+    assert not {"ServiceMonitor", "PrometheusRule"} & set(k8s)  # the base needs no Operator CRDs
+    (component,) = load_yaml(MONITORING / "kustomization.yaml")
+    assert component["kind"] == "Component"
+    assert {p.name for p in MONITORING.glob("*.yaml")} == {
+        *component["resources"],
+        "kustomization.yaml",
+    }
+    docs = {d["kind"]: d for res in component["resources"] for d in load_yaml(MONITORING / res)}
+    svc = k8s["Service"]
+    mon = docs["ServiceMonitor"]["spec"]
+    assert mon["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+    assert mon["endpoints"][0]["port"] in {p["name"] for p in svc["spec"]["ports"]}
+    assert mon["endpoints"][0]["path"] == "/metrics"
+    # the Operator's rules are the plain Prometheus alert rules, word for word
+    (alerts,) = load_yaml(DEPLOY / "prometheus" / "alerts.yml")
+    assert docs["PrometheusRule"]["spec"]["groups"] == alerts["groups"]
+    (overlay,) = load_yaml(EXAMPLE / "kustomization.yaml")
+    assert [(EXAMPLE / c).resolve() for c in overlay["components"]] == [MONITORING]
+    assert [(EXAMPLE / r).resolve() for r in overlay["resources"]] == [K8S]
+
+
+def test_the_migration_job_can_be_applied_again_for_a_new_image(k8s):
+    job = k8s["Job"]
+    # a Job's template is immutable: a finished one removes itself, a pending release deletes it
+    # first (the documented command), and GitOps tools recreate it through their annotations
+    assert 0 < job["spec"]["ttlSecondsAfterFinished"] <= 3600
+    assert job["spec"]["activeDeadlineSeconds"] > 0
+    notes = job["metadata"]["annotations"]
+    assert notes["argocd.argoproj.io/hook"] == "PreSync"
+    assert notes["argocd.argoproj.io/hook-delete-policy"] == "BeforeHookCreation"
+    assert notes["kustomize.toolkit.fluxcd.io/force"] == "enabled"
+    name = job["metadata"]["name"]
+    readme = (ROOT / "README.md").read_text()
+    assert f"kubectl delete job {name} --ignore-not-found" in readme
+    assert f"kubectl wait --for=condition=complete job/{name}" in readme
+
+
+def kustomize(path: Path) -> list[dict]:
+    out = subprocess.run(["kubectl", "kustomize", str(path)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return [d for d in yaml.safe_load_all(out.stdout) if d is not None]
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl missing (its kustomize)")
+def test_kustomize_builds_the_base_and_an_overlay_that_sets_the_image():
+    base = kustomize(K8S)
+    assert {d["kind"] for d in base} == {
+        "ConfigMap", "Secret", "Job", "Deployment", "Service", "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+    }  # fmt: skip
+    assert {c["image"] for c in containers(base)} == {"convserve:CHANGE-ME"}
+    built = kustomize(EXAMPLE)
+    kinds = {d["kind"] for d in built}
+    assert {"ServiceMonitor", "PrometheusRule"} <= kinds and {d["kind"] for d in base} <= kinds
+    (overlay,) = load_yaml(EXAMPLE / "kustomization.yaml")
+    (mine,) = overlay["images"]
+    assert {c["image"] for c in containers(built)} == {f"{mine['newName']}:{mine['newTag']}"}
+    assert all(d["metadata"]["labels"]["app.kubernetes.io/part-of"] == "convserve" for d in base)
 
 
 def test_every_configured_variable_is_one_the_service_reads(k8s):
