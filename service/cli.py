@@ -126,31 +126,22 @@ def _token_file(args: argparse.Namespace) -> Path:
 
 def cmd_token_add(args: argparse.Namespace) -> int:
     """Draw a token, store only its hash, print it once."""
-    from .tokens import (
-        RESERVED,
-        Entry,
-        TokenFileError,
-        hash_token,
-        new_token,
-        parse,
-        read_file,
-        write_file,
-    )
+    from .tokens import RESERVED, Entry, TokenFileError, editing, hash_token, new_token, parse
 
     path = _token_file(args)
+    token = new_token()
     try:
-        entries = read_file(path)
-        if args.name in RESERVED or any(e.name == args.name for e in entries):
-            raise TokenFileError(
-                f"{path} already has a token named {args.name!r}, or the name "
-                f"is reserved: remove it first or pick another name"
-            )
-        token = new_token()
-        added = Entry(args.name, args.role, hash_token(token))
-        parse(f"{added.name} {added.role} {added.sha256}")  # the name and role are valid
+        with editing(path) as entries:
+            if args.name in RESERVED or any(e.name == args.name for e in entries):
+                raise TokenFileError(
+                    f"{path} already has a token named {args.name!r}, or the name is reserved: "
+                    f"remove it first or pick another name"
+                )
+            added = Entry(args.name, args.role, hash_token(token))
+            parse(f"{added.name} {added.role} {added.sha256}")  # the name and role are valid
+            entries.append(added)
     except TokenFileError as err:
         raise ConvserveError(str(err)) from None
-    write_file(path, [*entries, added])
     print(token)
     print(
         f"added token {args.name!r} with role {args.role} to {path} (only its SHA-256 is "
@@ -173,17 +164,17 @@ def cmd_token_list(args: argparse.Namespace) -> int:
 
 
 def cmd_token_remove(args: argparse.Namespace) -> int:
-    from .tokens import TokenFileError, read_file, write_file
+    from .tokens import TokenFileError, editing
 
     path = _token_file(args)
     try:
-        entries = read_file(path)
+        with editing(path) as entries:
+            kept = [e for e in entries if e.name != args.name]
+            if len(kept) == len(entries):
+                raise TokenFileError(f"{path} has no token named {args.name!r}")
+            entries[:] = kept
     except TokenFileError as err:
         raise ConvserveError(str(err)) from None
-    kept = [e for e in entries if e.name != args.name]
-    if len(kept) == len(entries):
-        raise ConvserveError(f"{path} has no token named {args.name!r}")
-    write_file(path, kept)
     print(f"removed token {args.name!r}: servers refuse it from their next request on")
     return 0
 

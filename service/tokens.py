@@ -12,6 +12,7 @@ Roles are ordered, each granting what the ones before it do:
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import hmac
 import logging
@@ -20,6 +21,8 @@ import re
 import secrets
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,6 +121,18 @@ def write_file(path: Path, entries: list[Entry]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def editing(path: Path) -> Iterator[list[Entry]]:
+    """The file's entries to change in place, written back at the end; one editor at a time
+    (an advisory lock on a sidecar file), so two `convserve token add` never lose one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        entries = read_file(path)
+        yield entries
+        write_file(path, entries)
 
 
 def read_file(path: Path) -> list[Entry]:

@@ -6,10 +6,20 @@ from flask_smorest import Api
 
 from service.architecture import SpecSchema
 
-from . import health, inference, inspect, registry, v2
+from . import health, inference, inspect, registry, security, v2
 
 
 def register_blueprints(api: Api) -> None:
     api.spec.components.schema("Spec", schema=SpecSchema)
+    api.spec.components.security_scheme(
+        security.BEARER,
+        {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "a token of CONVSERVE_TOKEN_FILE or CONVSERVE_ADMIN_TOKEN; each "
+            "operation's x-convserve-role is the least role it needs (read < predict < write "
+            "< admin)",
+        },
+    )
     for module in (health, registry, inference, inspect, v2):
         api.register_blueprint(module.blp)

@@ -11,6 +11,7 @@ decides: 401 for a missing or unknown token, 403 for a role below the one needed
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -23,6 +24,8 @@ from service.tokens import Identity
 F = TypeVar("F", bound=Callable[..., Any])
 
 ROLE_ATTR = "convserve_role"
+#: The OpenAPI security scheme's name (see init_app).
+BEARER = "bearer"
 PUBLIC = "public"
 #: The WSGI environ key the access log reads the actor from (service.logs).
 ACTOR_ENVIRON = "convserve.actor"
@@ -40,6 +43,15 @@ def requires(role: str) -> Callable[[F], F]:
 
     def mark(view: F) -> F:
         setattr(view, ROLE_ATTR, role)
+        # In /openapi.json: the bearer scheme (optional for reads and predictions, which need a
+        # token only with CONVSERVE_READS_NEED_TOKEN) and the role, as flask-smorest's doc()
+        # would add them.
+        apidoc = copy.deepcopy(getattr(view, "_apidoc", {}))
+        manual = apidoc.setdefault("manual_doc", {})
+        optional = role in ("read", "predict")
+        manual["security"] = [{}, {BEARER: []}] if optional else [{BEARER: []}]
+        manual["x-convserve-role"] = role
+        view._apidoc = apidoc  # type: ignore[attr-defined]
         return view
 
     return mark

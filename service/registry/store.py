@@ -190,6 +190,17 @@ class Registry:
         with self.engine.connect() as conn, conn.begin():
             yield conn
 
+    @contextmanager
+    def model_write(self, name: str) -> Iterator[tuple[Connection, sa.RowMapping]]:
+        """A write transaction on model `name` with its row locked: (connection, model row).
+
+        For writes defined outside this class (such as a model's config): make the change on the
+        connection and record it with `history.record_event` / `record_set_config` before the
+        block ends; both commit together, or neither does. NotFound if there is no such model.
+        """
+        with self._write() as conn:
+            yield conn, self._model_row(conn, name, lock=True)
+
     # -- register ----------------------------------------------------------------------
 
     def register(

@@ -191,3 +191,29 @@ def test_cli_adds_a_token_prints_it_once_and_stores_its_hash(tmp_path, capsys, m
     assert cli.main(["token", "remove", "ci"]) == 0
     assert Tokens(None, path).identify(token) is None
     assert cli.main(["token", "remove", "ci"]) == 2
+
+
+def test_concurrent_token_edits_lose_nothing(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from service.tokens import editing, read_file
+
+    path = tmp_path / "tokens"
+
+    def add(i: int) -> None:
+        with editing(path) as entries:
+            entries.append(Entry(f"t{i}", "read", hash_token(f"token {i}")))
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(add, range(16)))
+    assert sorted(e.name for e in read_file(path)) == sorted(f"t{i}" for i in range(16))
+
+
+def test_openapi_says_which_role_each_operation_needs(client):
+    spec = client.get("/openapi.json").get_json()
+    assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    paths = spec["paths"]
+    assert paths["/v1/models/{name}"]["delete"]["x-convserve-role"] == "admin"
+    assert paths["/v1/models/{name}/versions"]["post"]["security"] == [{"bearer": []}]
+    predict = paths["/v1/models/{name}/predict"]["post"]
+    assert predict["x-convserve-role"] == "predict" and {} in predict["security"]

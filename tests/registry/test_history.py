@@ -14,7 +14,7 @@ from service.registry.db import make_engine
 from service.registry.history import record_set_config
 from service.registry.migrate import upgrade
 from service.registry.store import Registry
-from service.registry.tables import events, versions
+from service.registry.tables import events, models, versions
 from service.weights import dump_npz
 from tests.conftest import lenet_weights, load_model_spec
 
@@ -48,7 +48,8 @@ def test_a_scripted_sequence_is_recorded_exactly(store):
     store.set_alias("lenet", "production", 1, actor="carol")  # the rollback
     store.delete_alias("lenet", "production", actor="carol")
     store.delete_version("lenet", "2", actor="root")
-    with store._write() as conn:
+    with store.model_write("lenet") as (conn, model):
+        assert model["name"] == "lenet"
         record_set_config(conn, "lenet", "lead", {"max_batch": 8})
     store.delete_model("lenet", actor="root")
     assert story(store) == [
@@ -168,6 +169,18 @@ def test_failing_writes_leave_no_event(store):
         with pytest.raises((SpecError, NotFound, Conflict)):
             fail()
     assert count_events(store) == before
+
+
+def test_a_write_outside_the_store_commits_with_its_event_or_not_at_all(store):
+    store.register("lenet", load_model_spec("lenet"), lenet_weights(0))
+    before = count_events(store)
+    with pytest.raises(RuntimeError), store.model_write("lenet") as (conn, model):
+        conn.execute(sa.update(models).where(models.c.id == model["id"]).values(description="x"))
+        record_set_config(conn, "lenet", "lead", {"max_batch": 8})
+        raise RuntimeError("the config failed validation after all")
+    assert count_events(store) == before and store.model("lenet")["description"] == ""
+    with pytest.raises(NotFound), store.model_write("ghost"):
+        pass
 
 
 def test_an_event_commits_or_rolls_back_with_its_write(store, monkeypatch):
