@@ -94,6 +94,10 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The actor the history names for what `convserve db seed` registers.
+SEED = "convserve-db-seed"
+
+
 def cmd_db_seed(args: argparse.Namespace) -> int:
     """Register the demo model into an empty registry (what `make serve` does after migrating)."""
     from .config import Settings
@@ -108,9 +112,9 @@ def cmd_db_seed(args: argparse.Namespace) -> int:
         return 0
     spec = _read_json(args.spec)
     doc = registry.register(
-        args.name, spec, Path(args.weights).read_bytes(), spec.get("description", "")
+        args.name, spec, Path(args.weights).read_bytes(), spec.get("description", ""), actor=SEED
     )
-    registry.set_alias(args.name, args.alias, doc["version"])
+    registry.set_alias(args.name, args.alias, doc["version"], actor=SEED)
     print(f"registered {args.name} version {doc['version']} as {args.alias!r}")
     return 0
 
