@@ -24,6 +24,7 @@ from .schemas import (
     DiffArgs,
     DiffSchema,
     ForceArgs,
+    HistoryArgs,
     HistoryPageSchema,
     LayerTableSchema,
     ModelListArgs,
@@ -215,7 +216,7 @@ def delete_alias(name: str, alias: str) -> None:
 
 
 @blp.route("/<name>/history", methods=["GET"])
-@blp.arguments(PageArgs, location="query")
+@blp.arguments(HistoryArgs, location="query")
 @blp.response(200, HistoryPageSchema)
 def get_history(args: dict[str, Any], name: str) -> dict[str, Any]:
     """Every registry write to the model, newest first (paginated), kept after it is deleted.
@@ -223,8 +224,11 @@ def get_history(args: dict[str, Any], name: str) -> dict[str, Any]:
     Each event: when (`at`), who (`actor`: the token's name, or `anonymous`), the `action`, and
     the `version`, `alias` and `previous_version` it concerned; `detail` holds the rest (a tag's
     values, a description, a config, or the differences a forced alias move overrode).
+    `?alias=production` answers "which version was in production when"; `?action=` filters too.
     """
-    page = registry().history(name, args["limit"], args.get("cursor"))
+    page = registry().history(
+        name, args["limit"], args.get("cursor"), args.get("action"), args.get("alias")
+    )
     return {"model": name, "events": page.items, "next_cursor": page.next_cursor}
 
 

@@ -95,6 +95,13 @@ class ModelListArgs(PageArgs):
     )
 
 
+class HistoryArgs(PageArgs):
+    action = fields.String(metadata={"description": "only events of this action"})
+    alias = fields.String(
+        metadata={"description": "only events about this alias: where it pointed, and when"}
+    )
+
+
 class ForceArgs(ma.Schema):
     force = fields.Boolean(
         load_default=False,

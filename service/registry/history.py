@@ -93,10 +93,20 @@ def event_doc(row: Any) -> dict[str, Any]:
 
 
 def read_events(
-    conn: Connection, model: str, limit: int, before_id: int | None
+    conn: Connection,
+    model: str,
+    limit: int,
+    before_id: int | None,
+    action: str | None = None,
+    alias: str | None = None,
 ) -> list[sa.RowMapping]:
-    """Up to `limit` events of `model`, newest first, older than event `before_id` if given."""
+    """Up to `limit` events of `model`, newest first, older than event `before_id` if given,
+    only of `action` and only about `alias` when given."""
     q = sa.select(events).where(events.c.model == model)
+    if action is not None:
+        q = q.where(events.c.action == action)
+    if alias is not None:
+        q = q.where(events.c.alias == alias)
     if before_id is not None:
         q = q.where(events.c.id < before_id)
     return list(conn.execute(q.order_by(events.c.id.desc()).limit(limit)).mappings())

@@ -28,7 +28,7 @@ from service.weights import load_npz
 
 from .db import WRITE, PreparedRead
 from .diff import diff as layer_diff
-from .history import ANONYMOUS, event_doc, read_events, record_event
+from .history import ACTIONS, ANONYMOUS, event_doc, read_events, record_event
 from .tables import aliases, blobs, models, version_tags, versions
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -642,9 +642,19 @@ class Registry:
 
     # -- history -------------------------------------------------------------------------
 
-    def history(self, name: str, limit: int = 50, cursor: str | None = None) -> Page:
-        """Every write to model `name`, newest first, also after the model was deleted."""
+    def history(
+        self,
+        name: str,
+        limit: int = 50,
+        cursor: str | None = None,
+        action: str | None = None,
+        alias: str | None = None,
+    ) -> Page:
+        """Every write to model `name`, newest first, also after the model was deleted; only
+        `action`s, and only those about `alias`, when given."""
         check_name(name)
+        if action is not None and action not in ACTIONS:
+            raise Malformed(f"action {action!r} is not one of {', '.join(ACTIONS)}")
         limit = page_size(limit)
         before = None
         if cursor:
@@ -652,7 +662,7 @@ class Registry:
             if not isinstance(before, int):
                 raise Malformed(f"cursor {cursor!r} is not one this server handed out")
         with self._read() as conn:
-            rows = read_events(conn, name, limit + 1, before)
+            rows = read_events(conn, name, limit + 1, before, action, alias)
             if not rows and before is None:
                 exists = conn.execute(sa.select(models.c.id).where(models.c.name == name)).first()
                 if exists is None:

@@ -66,6 +66,27 @@ def test_history_over_http_newest_first_and_after_deletion(client):
     }  # fmt: skip
 
 
+def test_history_of_one_alias_says_which_version_it_served_when(client):
+    for i in range(3):
+        register(client, weights=lenet_weights(i))
+    for version in (1, 3, 2):
+        client.put("/v1/models/lenet/aliases/production", json={"version": version})
+    client.put("/v1/models/lenet/aliases/canary", json={"version": 3})
+    client.delete("/v1/models/lenet/aliases/production")
+    events = history(client, alias="production")["events"]
+    assert [(e["action"], e["version"], e["previous_version"]) for e in events] == [
+        ("delete_alias", None, 2),
+        ("set_alias", 2, 3),
+        ("set_alias", 3, 1),
+        ("set_alias", 1, None),
+    ]
+    page = history(client, alias="production", action="set_alias", limit=2)
+    assert [e["version"] for e in page["events"]] == [2, 3]
+    rest = history(client, alias="production", action="set_alias", cursor=page["next_cursor"])
+    assert [e["version"] for e in rest["events"]] == [1]
+    assert_problem(client.get("/v1/models/lenet/history?action=explode"), 400, "set_alias")
+
+
 def test_history_pagination_and_bad_cursors(client):
     for i in range(3):
         register(client, weights=lenet_weights(i))
