@@ -49,6 +49,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         batch_bytes=settings.batch_bytes,
         max_batch=settings.max_batch,
         max_image_pixels=settings.max_image_pixels,
+        batching=settings.batching,
     )
     set_pillow_pixel_limit(settings.max_image_pixels)
     tokens = Tokens(settings.admin_token, settings.token_file)

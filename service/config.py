@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .architecture import Limits
+from .batching import ModelConfig
 from .imaging import DEFAULT_MAX_PIXELS
 
 MiB = 1024 * 1024
@@ -62,6 +63,8 @@ class Settings:
     max_image_pixels: int = DEFAULT_MAX_PIXELS
     #: Models each worker loads at start: "name" (its default version) or "name:ref".
     warmup: tuple[str, ...] = ()
+    #: Batching defaults for models without a stored config (CONVSERVE_MAX_BATCH_SIZE, …).
+    batching: ModelConfig = field(default_factory=ModelConfig)
     limits: Limits = field(
         default_factory=lambda: Limits(
             max_layers=2_000, max_tensor_elements=64 * 1024 * 1024, max_macs=200_000_000_000
@@ -94,6 +97,7 @@ class Settings:
             warmup=tuple(
                 filter(None, (m.strip() for m in env.get("CONVSERVE_WARMUP", "").split(",")))
             ),
+            batching=ModelConfig.from_env(env),
             limits=limits,
         )
         names = {f.name for f in fields(cls)}

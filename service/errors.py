@@ -77,6 +77,16 @@ class Forbidden(ConvserveError):
     title = "Forbidden"
 
 
+class Unavailable(ConvserveError):
+    """The server cannot take this request now (queue full, waited too long): try again."""
+
+    title = "Service unavailable"
+
+    def __init__(self, detail: str, retry_after: int = 1):
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
 class IntegrityFailure(ConvserveError):
     """Stored data no longer matches its checksum: the server's fault, never the client's."""
 

@@ -17,6 +17,7 @@ import os
 import platform
 import threading
 import time
+from typing import Any
 
 import numpy as np
 from prometheus_client import (
@@ -55,15 +56,49 @@ HTTP_DURATION = Histogram(
 )
 INFERENCE_DURATION = Histogram(
     "convserve_inference_duration_seconds",
-    "Time the engine takes for one request's batch (all chunks), by model and version.",
+    "Time the engine takes for one batch execution (all chunks), by model and version.",
     ["model", "version"],
     buckets=INFERENCE_BUCKETS,
 )
 INFERENCE_BATCH = Histogram(
     "convserve_inference_batch_size",
-    "Inputs per inference request, by model and version.",
+    "Inputs per engine execution (requests batched together), by model and version.",
     ["model", "version"],
     buckets=BATCH_BUCKETS,
+)
+QUEUE_DURATION = Histogram(
+    "convserve_queue_duration_seconds",
+    "Time a request waited for the scheduler before its batch ran, by model and version.",
+    ["model", "version"],
+    buckets=INFERENCE_BUCKETS,
+)
+BATCH_EXECUTIONS = Counter(
+    "convserve_batch_executions",
+    "Engine executions (batches of one or more requests), by model and version.",
+    ["model", "version"],
+)
+INFERENCES = Counter(
+    "convserve_inferences",
+    "Inputs inferred; ÷ convserve_batch_executions_total = the average batch size.",
+    ["model", "version"],
+)
+#: Triton's statistics extension, per request phase: success, fail, queue, compute_input,
+#: compute_infer, compute_output (a count and the time spent, summed over every worker).
+PHASE_COUNT = Counter(
+    "convserve_inference_phase",
+    "Inference requests through each phase (Triton statistics), by model and version.",
+    ["model", "version", "phase"],
+)
+PHASE_SECONDS = Counter(
+    "convserve_inference_phase_seconds",
+    "Time inference requests spent in each phase (Triton statistics), by model and version.",
+    ["model", "version", "phase"],
+)
+LAST_INFERENCE = Gauge(
+    "convserve_last_inference_timestamp_seconds",
+    "Unix time of the last inference, by model and version.",
+    ["model", "version"],
+    multiprocess_mode="max",
 )
 PREDICTIONS = Counter(
     "convserve_predictions",
@@ -151,6 +186,51 @@ def exposition() -> tuple[bytes, str]:
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def _collected() -> list:
+    if os.environ.get(MULTIPROC_ENV):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return list(registry.collect())
+    return list(REGISTRY.collect())
+
+
+PHASES = ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output")
+
+
+def inference_statistics() -> dict[tuple[str, str], dict[str, Any]]:
+    """Per (model, version): Triton's inference statistics, from every worker's metrics."""
+    stats: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def entry(labels: dict[str, str]) -> dict[str, Any]:
+        key = (labels["model"], labels["version"])
+        if key not in stats:
+            stats[key] = {
+                "inference_count": 0,
+                "execution_count": 0,
+                "last_inference": 0,
+                **{p: {"count": 0, "ns": 0} for p in PHASES},
+            }
+        return stats[key]
+
+    for family in _collected():
+        for sample in family.samples:
+            name, labels, value = sample.name, sample.labels, sample.value
+            if name == "convserve_inference_phase_total" and labels.get("phase") in PHASES:
+                entry(labels)[labels["phase"]]["count"] += int(value)
+            elif (
+                name == "convserve_inference_phase_seconds_total" and labels.get("phase") in PHASES
+            ):
+                entry(labels)[labels["phase"]]["ns"] += int(value * 1e9)
+            elif name == "convserve_inferences_total":
+                entry(labels)["inference_count"] += int(value)
+            elif name == "convserve_batch_executions_total":
+                entry(labels)["execution_count"] += int(value)
+            elif name == "convserve_last_inference_timestamp_seconds" and "model" in labels:
+                e = entry(labels)
+                e["last_inference"] = max(e["last_inference"], int(value * 1000))
+    return stats
 
 
 def mark_worker_dead(pid: int) -> None:

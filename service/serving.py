@@ -1,5 +1,6 @@
-"""The data plane: model ref → cached compiled plan → batch run. /v1 predict and /v2 infer both
-come through here.
+"""The data plane: whole requests (`predict`, `infer`, `activations`) → model ref → cached
+compiled plan → batching scheduler → engine → results. /v1 and /v2 both come through here, so
+they share one path, its metrics and Triton's statistics; the views only decode and encode.
 
 Each request resolves its `{ref}` against the registry afresh (aliases move, and every worker
 must see a move at once); only what a resolved version *is* gets cached: its compiled plan, keyed
@@ -21,10 +22,11 @@ import numpy as np
 
 from . import metrics
 from .architecture import Architecture
+from .batching import ModelConfig, Scheduler
 from .catalogue.base import prod
 from .engine import Plan
 from .engine.kernels import softmax
-from .errors import InvalidInput, NotFound, TooLarge
+from .errors import InvalidInput, NotFound, TooLarge, Unavailable
 from .imaging import DEFAULT_MAX_PIXELS, ImagePipeline, UndecodableImage
 from .registry.store import Registry, Resolved
 from .weights import load_npz
@@ -83,6 +85,7 @@ class ModelCache:
         self._bytes = 0
         self._lock = threading.Lock()
         self._loading: dict[Any, threading.Lock] = {}
+        self._pinned: set[Any] = set()  # loaded through the repository API: never evicted
 
     def get(self, key: Any, load: Callable[[], LoadedModel]) -> LoadedModel:
         with self._lock:
@@ -114,10 +117,24 @@ class ModelCache:
             self._entries.move_to_end(key)
         return model
 
+    def pin(self, key: Any) -> None:
+        """Keep `key` (already loaded) whatever the budget says."""
+        with self._lock:
+            if key in self._entries:
+                self._pinned.add(key)
+
+    def drop(self, which: Callable[[LoadedModel], bool]) -> None:
+        """Forget every model `which` selects (pinned or not)."""
+        with self._lock:
+            for key in [k for k, m in self._entries.items() if which(m)]:
+                self._bytes -= self._entries.pop(key).nbytes
+                self._pinned.discard(key)
+            self._publish()
+
     def _evict(self, keep: Any) -> None:
-        while self._bytes > self.budget_bytes and len(self._entries) > 1:
-            key = next(iter(self._entries))
-            if key == keep:
+        while self._bytes > self.budget_bytes:
+            key = next((k for k in self._entries if k != keep and k not in self._pinned), None)
+            if key is None:
                 break
             gone = self._entries.pop(key)
             self._bytes -= gone.nbytes
@@ -152,18 +169,100 @@ class DataPlane:
         batch_bytes: int = 256 << 20,
         max_batch: int = 256,
         max_image_pixels: int = DEFAULT_MAX_PIXELS,
+        batching: ModelConfig | None = None,
+        config_ttl: float = 1.0,
     ):
         self.registry = registry
         self.cache = ModelCache(cache_bytes)
         self.batch_bytes = batch_bytes
         self.max_batch = max_batch
         self.max_image_pixels = max_image_pixels
+        #: Server-wide batching defaults; a model's stored config overrides them.
+        self.batching = batching or ModelConfig()
+        self.config_ttl = config_ttl
+        self._configs: dict[str, tuple[float, ModelConfig, str | None]] = {}
+        self.scheduler = Scheduler(self._execute, lambda m: (m.name, str(m.number)))
+
+    # -- per-model configuration ------------------------------------------------------------
+
+    def config(self, name: str) -> ModelConfig:
+        """The model's batching config: stored, else the server's defaults. Each worker reads it
+        at most once per `config_ttl` seconds, so a change reaches every worker within that."""
+        return self._serving(name)[0]
+
+    def state(self, name: str) -> str | None:
+        """The model's repository state: "loaded", "unloaded" or None (loaded on demand)."""
+        return self._serving(name)[1]
+
+    def _serving(self, name: str) -> tuple[ModelConfig, str | None]:
+        now = time.monotonic()
+        hit = self._configs.get(name)
+        if hit is not None and now - hit[0] < self.config_ttl:
+            return hit[1], hit[2]
+        doc, state = self.registry.serving_state(name)
+        config = self.batching if doc is None else ModelConfig.parse(doc, self.batching)
+        self._configs[name] = (now, config, state)
+        return config, state
+
+    def set_config(self, name: str, doc: Any, actor: str = "anonymous") -> ModelConfig:
+        """Replace the model's config (fields not given take the server's defaults)."""
+        config = ModelConfig.parse(doc, self.batching)
+        self.registry.set_model_config(name, config.to_dict(), actor)
+        self._configs.pop(name, None)
+        return config
+
+    # -- repository (Triton's load and unload) ------------------------------------------------
+
+    def load(self, name: str) -> LoadedModel:
+        """Compile the model's default version now and keep it (every worker does on its next
+        sync); requests to an unloaded model are served again."""
+        model = self.model(name, None, check_state=False)
+        self.registry.set_model_state(name, "loaded")
+        self._configs.pop(name, None)
+        self.cache.pin(model.version.key)
+        return model
+
+    def unload(self, name: str) -> None:
+        """Drop the model from memory in every worker (on its next sync) and refuse requests to
+        it until it is loaded again."""
+        self.registry.set_model_state(name, "unloaded")
+        self._configs.pop(name, None)
+        self.cache.drop(lambda m: m.name == name)
+
+    def sync(self) -> None:
+        """Bring this worker's cache in line with the repository states set by any worker."""
+        for name, state in self.registry.model_states().items():
+            if state == "unloaded":
+                self.cache.drop(lambda m, name=name: m.name == name)
+            elif state == "loaded":
+                try:
+                    self.cache.pin(self.model(name, None, check_state=False).version.key)
+                except Exception as err:  # one broken model must not stop the others' sync
+                    log.warning("sync: %s not loaded: %s", name, err)
+
+    def start_sync(self, every: float = 2.0) -> None:
+        """Run `sync` every `every` seconds on a daemon thread (one per serving process)."""
+
+        def loop() -> None:
+            while True:
+                time.sleep(every)
+                try:
+                    self.sync()
+                except Exception as err:  # the database may be briefly away; try again later
+                    log.warning("sync failed: %s", err)
+
+        threading.Thread(target=loop, name="repository-sync", daemon=True).start()
 
     # -- models --------------------------------------------------------------------------
 
-    def model(self, name: str, ref: str | None = None) -> LoadedModel:
+    def model(self, name: str, ref: str | None = None, check_state: bool = True) -> LoadedModel:
         """The version `ref` names now (None: alias `default`, else the newest), compiled."""
         version = self.registry.resolve(name, ref)
+        if check_state and self.state(name) == "unloaded":
+            raise Unavailable(
+                f"model {name!r} is unloaded: POST /v2/repository/models/{name}/load to serve it",
+                retry_after=60,
+            )
         return self.cache.get(version.key, lambda: self._load(version))
 
     def _load(self, version: Resolved) -> LoadedModel:
@@ -247,7 +346,108 @@ class DataPlane:
             raise InvalidInput(f"the input holds NaN or infinity (first at index {bad.tolist()})")
         return x
 
+    # -- whole requests -------------------------------------------------------------------
+
+    def predict(
+        self,
+        name: str,
+        ref: str | None,
+        decode: Callable[[LoadedModel], np.ndarray],
+        top_k: int,
+    ) -> tuple[LoadedModel, list[dict[str, Any]]]:
+        """Classify what `decode` reads for the model: `{"top": [...]}` per input, best first."""
+
+        def check(model: LoadedModel) -> np.ndarray:
+            self.check_classifier(model)
+            return decode(model)
+
+        return self._request(name, ref, check, lambda m, y: self._top(m, y, top_k))
+
+    def infer(
+        self,
+        name: str,
+        ref: str | None,
+        decode: Callable[[LoadedModel], np.ndarray],
+        encode: Callable[[LoadedModel, np.ndarray], Any],
+    ) -> tuple[LoadedModel, Any]:
+        """The last layer's output for what `decode` reads, handed to `encode`."""
+
+        def finish(model: LoadedModel, y: np.ndarray) -> Any:
+            if model.arch.num_classes is not None:
+                self.count_predictions(model, y.reshape(len(y), -1).argmax(axis=1))
+            return encode(model, y)
+
+        return self._request(name, ref, decode, finish)
+
+    def activations(
+        self,
+        name: str,
+        ref: str | None,
+        decode: Callable[[LoadedModel], np.ndarray],
+        layer: str,
+    ) -> tuple[LoadedModel, np.ndarray]:
+        """One layer's output for one input (batch axis dropped)."""
+
+        def check(model: LoadedModel) -> np.ndarray:
+            if layer != model.arch.input_name and layer not in model.arch.by_name:
+                raise NotFound(
+                    f"{model.name} v{model.number} has no layer {layer!r}; its layers are "
+                    + ", ".join(model.layers)
+                )
+            x = decode(model)
+            if len(x) != 1:
+                raise InvalidInput(f"activations are drawn for one input at a time, not {len(x)}")
+            return x
+
+        return self._request(name, ref, check, lambda m, y: y[0], layer=layer)
+
+    def _request(
+        self,
+        name: str,
+        ref: str | None,
+        decode: Callable[[LoadedModel], np.ndarray],
+        finish: Callable[[LoadedModel, np.ndarray], Any],
+        layer: str | None = None,
+    ) -> tuple[LoadedModel, Any]:
+        """Resolve, decode, queue for the scheduler, finish; each phase timed for the statistics
+        (Triton's: compute_input, queue, compute_infer, compute_output, success or fail)."""
+        start = time.perf_counter()
+        model = self.model(name, ref)
+        labels = (model.name, str(model.number))
+        try:
+            x = decode(model)
+            decoded = time.perf_counter()
+            self._phase(labels, "compute_input", decoded - start)
+            key = (model.version.key, layer)
+            req = self.scheduler.submit(key, model, x, self.config(model.name), layer)
+            self._phase(labels, "queue", req.queue_seconds)
+            self._phase(labels, "compute_infer", req.compute_seconds)
+            done = time.perf_counter()
+            result = finish(model, req.result)
+            end = time.perf_counter()
+            self._phase(labels, "compute_output", end - done)
+            self._phase(labels, "success", end - start)
+            metrics.LAST_INFERENCE.labels(*labels).set(time.time())
+            return model, result
+        except Exception:
+            self._phase(labels, "fail", time.perf_counter() - start)
+            raise
+
+    @staticmethod
+    def _phase(labels: tuple[str, str], phase: str, seconds: float) -> None:
+        metrics.PHASE_COUNT.labels(*labels, phase).inc()
+        metrics.PHASE_SECONDS.labels(*labels, phase).inc(seconds)
+
     # -- running -------------------------------------------------------------------------
+
+    def _execute(self, model: LoadedModel, x: np.ndarray, layer: str | None = None) -> np.ndarray:
+        """What the scheduler runs for a batch: the output, or one layer's (see activations)."""
+        if layer is None:
+            return self.run(model, x)
+        if layer == model.arch.input_name:
+            return x  # the preprocessed input itself
+        _, maps = model.plan.run(x, capture=[layer])
+        return maps[layer]
 
     def run(self, model: LoadedModel, x: np.ndarray) -> np.ndarray:
         """The output of the last layer, as it is, for a whole batch (in bounded chunks)."""
@@ -264,10 +464,10 @@ class DataPlane:
         metrics.INFERENCE_BATCH.labels(*labels).observe(len(x))
         return out
 
-    def classify(self, model: LoadedModel, x: np.ndarray, top_k: int) -> list[dict[str, Any]]:
+    def _top(self, model: LoadedModel, scores: np.ndarray, top_k: int) -> list[dict[str, Any]]:
         """One `{"top": [{index, label, probability}, …]}` per input, best first."""
         k = self.check_classifier(model)
-        scores = self.run(model, x).reshape(len(x), k)
+        scores = scores.reshape(len(scores), k)
         probs = scores if model.arch.yields_probabilities else softmax(scores, axis=1)
         order = best_first(probs, top_k)
         labels = model.labels
@@ -300,17 +500,3 @@ class DataPlane:
                 f"of class scores: ask POST /v2/models/{model.name}/infer for the raw output"
             )
         return k
-
-    def activations(self, model: LoadedModel, x: np.ndarray, layer: str) -> np.ndarray:
-        """One layer's output for one input (batch axis dropped)."""
-        if len(x) != 1:
-            raise InvalidInput(f"activations are drawn for one input at a time, not {len(x)}")
-        if layer == model.arch.input_name:
-            return x[0]  # the preprocessed input itself
-        if layer not in model.arch.by_name:
-            raise NotFound(
-                f"{model.name} v{model.number} has no layer {layer!r}; its layers are "
-                + ", ".join(model.layers)
-            )
-        _, maps = model.plan.run(x, capture=[layer])
-        return maps[layer][0]

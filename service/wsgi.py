@@ -3,3 +3,5 @@
 from service.app import create_app
 
 app = create_app()
+# A serving process follows the repository states (load/unload) any worker sets.
+app.extensions["convserve"].serving.start_sync()

@@ -162,9 +162,8 @@ def register_tiny(registry, name, last, labels=None, out=3):
 
 def test_top_k_is_best_first_with_softmax_of_logits(plane, registry):
     register_tiny(registry, "logits", None, labels=["cat", "dog", "eel"])
-    m = plane.model("logits")
     x = np.array([[1.0, 3.0, 2.0, 0.0]], np.float32)
-    (pred,) = plane.classify(m, x, top_k=5)  # clamped to 3 classes
+    _, (pred,) = plane.predict("logits", None, lambda m: x, top_k=5)  # clamped to 3 classes
     p = np.exp([1.0, 3.0, 2.0]) / np.exp([1.0, 3.0, 2.0]).sum()
     assert [t["label"] for t in pred["top"]] == ["dog", "eel", "cat"]
     assert [t["index"] for t in pred["top"]] == [1, 2, 0]
@@ -173,9 +172,8 @@ def test_top_k_is_best_first_with_softmax_of_logits(plane, registry):
 
 def test_a_softmax_output_is_taken_as_it_is_and_labels_default_to_indices(plane, registry):
     register_tiny(registry, "probs", "softmax")
-    m = plane.model("probs")
     x = np.array([[0.0, 0.0, 5.0, 0.0]], np.float32)
-    (pred,) = plane.classify(m, x, top_k=1)
+    _, (pred,) = plane.predict("probs", None, lambda m: x, top_k=1)
     p = np.exp(5.0) / (np.exp(5.0) + 2)
     assert pred["top"] == [{"index": 2, "label": "2", "probability": pytest.approx(p, rel=1e-6)}]
 
@@ -183,9 +181,8 @@ def test_a_softmax_output_is_taken_as_it_is_and_labels_default_to_indices(plane,
 def test_a_non_classifier_output_is_refused_for_predict(plane, registry):
     spec = spec_of([1, 4, 4], {"name": "r", "type": "relu"})
     registry.register("maps", spec, dump_npz({}))
-    m = plane.model("maps")
     with pytest.raises(InvalidInput, match=r"outputs 1×4×4 values per input, not a vector"):
-        plane.classify(m, np.zeros((1, 1, 4, 4), np.float32), 1)
+        plane.predict("maps", None, lambda m: np.zeros((1, 1, 4, 4), np.float32), 1)
 
 
 def test_instances_are_checked(plane, registry):
@@ -208,15 +205,15 @@ def test_activations_of_a_layer_and_of_the_input(plane, registry):
     registry.register("lenet", load_model_spec("lenet"), lenet_weights())
     m = plane.model("lenet")
     x = np.random.default_rng(2).standard_normal((1, 1, 32, 32)).astype(np.float32)
-    conv1 = plane.activations(m, x, "conv1")
+    _, conv1 = plane.activations("lenet", None, lambda m: x, "conv1")
     _, want = m.plan.run(x, capture=["conv1"])
     np.testing.assert_array_equal(conv1, want["conv1"][0])
     assert conv1.shape == (3, 28, 28)
-    np.testing.assert_array_equal(plane.activations(m, x, "image"), x[0])
+    np.testing.assert_array_equal(plane.activations("lenet", "1", lambda m: x, "image")[1], x[0])
     with pytest.raises(NotFound, match="no layer 'conv9'; its layers are image, conv1, relu1"):
-        plane.activations(m, x, "conv9")
+        plane.activations("lenet", None, lambda m: x, "conv9")
     with pytest.raises(InvalidInput, match="one input at a time, not 2"):
-        plane.activations(m, np.concatenate([x, x]), "conv1")
+        plane.activations("lenet", None, lambda m: np.concatenate([x, x]), "conv1")
 
 
 def test_warm_up_loads_models_and_survives_missing_ones(plane, registry, caplog):

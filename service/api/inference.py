@@ -69,14 +69,8 @@ def read_inputs(dp: DataPlane, model: LoadedModel) -> np.ndarray:
 
 def _predict(name: str, ref: str | None, top_k: int) -> Response:
     dp = data_plane()
-    model = dp.model(name, ref)
-    dp.check_classifier(model)
-    x = read_inputs(dp, model)
-    doc = {
-        "model": model.name,
-        "version": model.number,
-        "predictions": dp.classify(model, x, top_k),
-    }
+    model, predictions = dp.predict(name, ref, lambda m: read_inputs(dp, m), top_k)
+    doc = {"model": model.name, "version": model.number, "predictions": predictions}
     # Already plain JSON types in PredictResponseSchema's shape (a test holds them to it): dumped
     # directly, because the schema's dump and jsonify cost ~40 µs of a ~650 µs request.
     return Response(json.dumps(doc, separators=(",", ":")), mimetype="application/json")
@@ -119,9 +113,7 @@ def activations(args: dict[str, Any], name: str, ref: str) -> Any:
     input's name, giving the preprocessed input the model saw.
     """
     dp = data_plane()
-    model = dp.model(name, ref)
-    x = read_inputs(dp, model)
-    maps = dp.activations(model, x, args["layer"])
+    model, maps = dp.activations(name, ref, lambda m: read_inputs(dp, m), args["layer"])
     if request.accept_mimetypes.best_match(["application/json", NPY]) == NPY:
         buf = io.BytesIO()
         np.save(buf, maps, allow_pickle=False)

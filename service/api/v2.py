@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from flask import Response, current_app, request
 
-from service import __version__
+from service import __version__, metrics
 from service.errors import InvalidInput, Malformed, TooLarge, UnsupportedMedia
 from service.serving import DataPlane, LoadedModel, best_first
 
@@ -34,7 +34,13 @@ blp = ApiBlueprint(
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 OUTPUT = "output"
-EXTENSIONS = ["binary_tensor_data", "classification"]
+EXTENSIONS = [
+    "binary_tensor_data",
+    "classification",
+    "model_configuration",
+    "statistics",
+    "model_repository",
+]
 
 
 def _error(
@@ -130,16 +136,21 @@ def model_ready(name: str, version: str | None = None) -> dict[str, Any]:
 def infer(name: str, version: str | None = None) -> Response:
     """Run one batch `[N, *input.shape]` of FP32; the output `output` is the last layer's values."""
     dp = data_plane()
-    model = dp.model(name, version)
     doc, binary = _read_request()
-    x = _input(dp, model, doc, binary)
-    outputs = _requested_outputs(model, doc)
-    y = dp.run(model, x)
-    if model.arch.num_classes is not None:
-        dp.count_predictions(model, y.reshape(len(y), -1).argmax(axis=1))
 
+    def decode(model: LoadedModel) -> np.ndarray:
+        x = _input(dp, model, doc, binary)
+        _requested_outputs(model, doc)  # a bad output request fails before the model runs
+        return x
+
+    _, resp = dp.infer(name, version, decode, lambda m, y: _response(dp, m, doc, y))
+    return resp
+
+
+def _response(dp: DataPlane, model: LoadedModel, doc: dict[str, Any], y: np.ndarray) -> Response:
+    """The inference response: JSON, or a JSON header and binary tensors."""
     entries, chunks = [], []
-    for out_name, as_binary, classes in outputs:
+    for out_name, as_binary, classes in _requested_outputs(model, doc):
         if classes:
             arr = _classification(dp, model, y, classes)
             entry = {"name": out_name, "datatype": "BYTES", "shape": list(arr.shape)}
@@ -314,3 +325,153 @@ def _bytes_tensor(arr: np.ndarray) -> bytes:
 
 def _dims(dims: list[int]) -> str:
     return ", ".join(map(str, dims))
+
+
+# -- model configuration and statistics (Triton's extensions) ----------------------------
+
+
+@blp.route("/models/<name>/config", methods=["GET"])
+@blp.route("/models/<name>/versions/<version>/config", methods=["GET"])
+def model_config(name: str, version: str | None = None) -> dict[str, Any]:
+    """The model's configuration in Triton's JSON form (`tritonclient`'s `get_model_config`)."""
+    dp = data_plane()
+    model = dp.model(name, version, check_state=False)
+    cfg = dp.config(model.name)
+    arch = model.arch
+    db = cfg.dynamic_batching
+    return {
+        "name": model.name,
+        "platform": "convserve_numpy",
+        "backend": "convserve",
+        "max_batch_size": cfg.max_batch_size,
+        "input": [
+            {"name": arch.input_name, "data_type": "TYPE_FP32", "dims": list(arch.input_shape)}
+        ],
+        "output": [{"name": OUTPUT, "data_type": "TYPE_FP32", "dims": list(arch.output_shape)}],
+        "dynamic_batching": {
+            "preferred_batch_size": list(db.preferred_batch_size),
+            "max_queue_delay_microseconds": db.max_queue_delay_microseconds,
+            "default_queue_policy": {
+                "timeout_action": "REJECT",
+                "default_timeout_microseconds": db.default_timeout_microseconds,
+                "max_queue_size": db.max_queue_size,
+            },
+        },
+        "instance_group": [{"name": model.name, "kind": "KIND_CPU", "count": 1}],
+    }
+
+
+@blp.route("/models/stats", methods=["GET"])
+@blp.route("/models/<name>/stats", methods=["GET"])
+@blp.route("/models/<name>/versions/<version>/stats", methods=["GET"])
+def model_statistics(name: str | None = None, version: str | None = None) -> dict[str, Any]:
+    """Triton's statistics extension, summed over every worker: per model version, requests and
+    the time in each phase (queue, compute_input, compute_infer, compute_output)."""
+    dp = data_plane()
+    stats = metrics.inference_statistics()
+    if name is None:
+        keys = sorted(stats)
+    elif version is not None:
+        keys = [(name, str(dp.registry.resolve(name, version).number))]
+    else:
+        keys = [(name, str(n)) for n in dp.registry.version_numbers(name)]
+    empty = {"count": 0, "ns": 0}
+    rows = []
+    for model, number in keys:
+        s = stats.get((model, number), {})
+        rows.append(
+            {
+                "name": model,
+                "version": number,
+                "last_inference": s.get("last_inference", 0),
+                "inference_count": s.get("inference_count", 0),
+                "execution_count": s.get("execution_count", 0),
+                "inference_stats": {
+                    **{p: s.get(p, empty) for p in metrics.PHASES},
+                    "cache_hit": empty,
+                    "cache_miss": empty,
+                },
+                "batch_stats": [],
+            }
+        )
+    return {"model_stats": rows}
+
+
+# -- repository (Triton's model repository extension) ------------------------------------
+
+
+@blp.route("/repository/index", methods=["POST"])
+@requires("read")
+def repository_index() -> Response:
+    """Every registered model, its default version and its state: READY (loaded, or loaded on
+    demand) or UNAVAILABLE (unloaded). Body `{"ready": true}` lists only the ready ones."""
+    dp = data_plane()
+    body = request.get_json(silent=True) if request.content_length else None
+    ready_only = bool(body.get("ready")) if isinstance(body, dict) else False
+    states = dp.registry.model_states()
+    out, cursor = [], None
+    while True:
+        page = dp.registry.list_models(limit=500, cursor=cursor)
+        for m in page.items:
+            state = "UNAVAILABLE" if states.get(m["name"]) == "unloaded" else "READY"
+            if ready_only and state != "READY":
+                continue
+            entry = {"name": m["name"], "state": state}
+            if state == "UNAVAILABLE":
+                entry["reason"] = "unloaded"
+            out.append(entry)
+        cursor = page.next_cursor
+        if not cursor:
+            break
+    return Response(json.dumps(out), mimetype="application/json")
+
+
+@blp.route("/repository/models/<name>/load", methods=["POST"])
+@requires("admin")
+def repository_load(name: str) -> Response:
+    """Compile the model (its default version) and keep it in every worker's cache."""
+    data_plane().load(name)
+    return Response(status=200)
+
+
+@blp.route("/repository/models/<name>/unload", methods=["POST"])
+@requires("admin")
+def repository_unload(name: str) -> Response:
+    """Drop the model from every worker's cache; requests to it answer 503 until it is loaded."""
+    dp = data_plane()
+    dp.registry.resolve(name, None)  # 404 for a model that does not exist
+    dp.unload(name)
+    return Response(status=200)
+
+
+#: Triton endpoints convserve does not offer: 501, not 404, so a client can tell "not here" from
+#: "no such model".
+NOT_OFFERED = {
+    "/systemsharedmemory/<path:rest>": "system shared memory",
+    "/cudasharedmemory/<path:rest>": "CUDA shared memory",
+    "/trace/setting": "trace settings",
+    "/models/<name>/trace/setting": "trace settings",
+    "/logging": "log settings",
+    "/models/<name>/generate": "the generate extension",
+    "/models/<name>/generate_stream": "the generate extension",
+    "/models/<name>/versions/<version>/generate": "the generate extension",
+    "/models/<name>/versions/<version>/generate_stream": "the generate extension",
+}
+
+
+def _not_offered(what: str) -> Any:
+    @public  # answers 501 to everyone: nothing to guard
+    def view(**_: Any) -> Response:
+        body = {"error": f"convserve does not offer {what} (Triton extension not implemented)"}
+        return Response(json.dumps(body), status=501, mimetype="application/json")
+
+    return view
+
+
+for _rule, _what in NOT_OFFERED.items():
+    blp.add_url_rule(
+        _rule,
+        endpoint="not_offered_" + _rule.replace("/", "_").replace("<", "").replace(">", ""),
+        view_func=_not_offered(_what),
+        methods=["GET", "POST"],
+    )

@@ -9,11 +9,14 @@ cache-sized chunks, or Winograd F(4×4, 3×3) for 3×3 stride-1 convs over enoug
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Callable, Sequence
 
 import numpy as np
+
+from .parallel import pieces, run_all
 
 
 def conv_out_size(length: int, k: int, stride: int, dilation: int, pad_lo: int, pad_hi: int) -> int:
@@ -41,6 +44,11 @@ DEFAULT_SCRATCH_BYTES = 4 * 1024 * 1024
 #: columns side by side) instead of one small GEMM each: a 7×7 map gives only 49 columns
 #: (ResNet-18's 512-channel 3×3 conv at batch 8: 14.1 → 12.0 ms); at 28×28 it no longer pays.
 MERGE_BELOW = 256
+#: Below this many input values a pool runs on one thread: handing out pieces costs more.
+MIN_PARALLEL_VALUES = 1 << 16
+#: Below this many multiply-adds a conv runs on one thread (handing a piece to another thread
+#: costs tens of microseconds; LeNet's convs take a few).
+MIN_PARALLEL_MACS = 1 << 22
 
 Epilogue = Callable[[np.ndarray], object]
 
@@ -152,7 +160,9 @@ def winograd_kernel(
     cut into overlapping (m+2)² tiles (one copy, laid out (α², C·tiles)), transformed by
     kron(Bᵀ, Bᵀ); then one GEMM per tile position with the transformed weight U (α², O, C);
     then kron(Aᵀ, Aᵀ) maps each tile back to m×m outputs, which are copied into place. The
-    images go through in groups whose transformed tiles fit `scratch_bytes`.
+    images go through in groups whose transformed tiles fit `scratch_bytes`; the groups, or bands
+    of tile rows within them when there are fewer groups than the engine has threads, are the
+    pieces its threads share (see parallel.py).
 
     Float32 error: the transforms' non-integer constants (G has 1/6, 1/24) cost accuracy: on
     ResNet-18's layers the largest difference from a float64 reference, relative to the largest
@@ -170,6 +180,7 @@ def winograd_kernel(
     hp, wp = m * th + 2, m * tw + 2  # the padded input the tiles cover (zeros beyond pad_hi)
     tile_pad_hi = (hp - height - pad_lo[0], wp - width - pad_lo[1])
     tiles = th * tw
+    macs_per_image = 9 * channels * out_ch * out_h * out_w
     kb = np.kron(bt, bt).astype(np.float32)  # (α², α²) on a tile flattened row-major
     ka = np.kron(at, at).astype(np.float32)  # (m², α²)
     b = None if bias is None else np.asarray(bias, np.float32).reshape(1, 1, out_ch, 1)
@@ -193,20 +204,40 @@ def winograd_kernel(
             return direct(x)
         uw = transformed_weight()
         y = np.empty((n_batch, out_ch, m * th, m * tw), dtype=np.float32)
-        for n0 in range(0, n_batch, group):
-            n = min(group, n_batch - n0)
-            xp = np.ascontiguousarray(pad_spatial(x[n0 : n0 + n], pad_lo, tile_pad_hi))
-            view = np.ndarray((alpha, alpha, channels, n, th, tw), np.float32, xp, 0, strides)
-            d = np.empty((alpha * alpha, channels * n * tiles), dtype=np.float32)
-            np.copyto(d.reshape(view.shape), view)
-            v = np.matmul(kb, d).reshape(alpha * alpha, channels, n * tiles)
-            prod = np.matmul(uw, v).reshape(alpha * alpha, out_ch * n * tiles)
-            out = np.matmul(ka, prod).reshape(m, m, out_ch, n, th, tw)
+        xp = np.ascontiguousarray(pad_spatial(x, pad_lo, tile_pad_hi))
+        # Pieces: groups of images, and when there are too few for the threads, bands of rows
+        # of tiles within each group.
+        want = pieces() if n_batch * macs_per_image >= MIN_PARALLEL_MACS else 1
+        per = min(group, -(-n_batch // want))
+        split = max(1, -(-want // -(-n_batch // per)))  # bands per group of images
+        band = -(-th // min(split, th))
+
+        def piece(n0: int, n: int, i0: int, i1: int) -> None:
+            rows = i1 - i0
+            offset = n0 * channels * hp * wp * f + i0 * m * wp * f
+            shape = (alpha, alpha, channels, n, rows, tw)
+            view = np.ndarray(shape, np.float32, xp, offset, strides)
+            d = np.empty((alpha * alpha, channels * n * rows * tw), dtype=np.float32)
+            np.copyto(d.reshape(shape), view)
+            v = np.matmul(kb, d).reshape(alpha * alpha, channels, n * rows * tw)
+            prod = np.matmul(uw, v).reshape(alpha * alpha, out_ch * n * rows * tw)
+            out = np.matmul(ka, prod).reshape(m, m, out_ch, n, rows, tw)
             if b is not None:
                 out += b.reshape(1, 1, out_ch, 1, 1, 1)
             if epilogue is not None:
                 epilogue(out)
-            y[n0 : n0 + n].reshape(n, out_ch, th, m, tw, m)[...] = out.transpose(3, 2, 4, 0, 5, 1)
+            target = y[n0 : n0 + n, :, m * i0 : m * i1]
+            target.reshape(n, out_ch, rows, m, tw, m, copy=False)[...] = out.transpose(
+                3, 2, 4, 0, 5, 1
+            )
+
+        run_all(
+            [
+                functools.partial(piece, n0, min(per, n_batch - n0), i0, min(th, i0 + band))
+                for n0 in range(0, n_batch, per)
+                for i0 in range(0, th, band)
+            ]
+        )
         # Tiles past the output's end computed outputs that are not there: a view without them.
         return y if (out_h, out_w) == y.shape[2:] else y[:, :, :out_h, :out_w]
 
@@ -279,42 +310,69 @@ def _im2col_kernel(
         if epilogue is not None:
             epilogue(chunk)
 
+    def pointwise_piece(xg: np.ndarray, yg: np.ndarray, n0: int, n: int, o0: int, o1: int) -> None:
+        target = yg[n0 : n0 + n, :, o0:o1]
+        np.matmul(w[:, o0:o1], xg[n0 : n0 + n], out=target)
+        finish_rows(target, o0, o1)
+
+    def finish_rows(chunk: np.ndarray, o0: int, o1: int) -> None:
+        if b is not None:
+            chunk += b[:, o0:o1]
+        if epilogue is not None:
+            epilogue(chunk)
+
+    def merged_piece(xp: np.ndarray, yg: np.ndarray, n0: int, n: int) -> None:
+        # Columns (groups, depth, n·outvol): the images side by side, one GEMM for all.
+        view = np.ndarray((n, groups, cg, *kshape, *out_sp), np.float32, xp, n0 * s_item,
+                          view_strides)  # fmt: skip
+        cols = np.empty((groups, cg, *kshape, n, *out_sp), dtype=np.float32)
+        np.copyto(cols, np.moveaxis(view, 0, 2 + rank))
+        prod = np.matmul(w, cols.reshape(groups, depth, n * ovol))
+        finish(prod)
+        yg[n0 : n0 + n] = np.moveaxis(prod.reshape(groups, og, n, ovol), 2, 0)
+
+    def band_piece(xp: np.ndarray, yg: np.ndarray, n0: int, n: int, r0: int, r1: int) -> None:
+        # The windows as a strided view of the padded input; the ndarray constructor costs a
+        # fraction of as_strided, which matters for small inputs.
+        view = np.ndarray((n, groups, cg, *kshape, *out_sp), np.float32, xp, n0 * s_item,
+                          view_strides)  # fmt: skip
+        if r1 - r0 < rows:
+            view = view[(slice(None),) * first_out_axis + (slice(r0, r1),)]
+        cols = view.reshape(n, groups, depth, (r1 - r0) * row)  # the one copy
+        target = yg[n0 : n0 + n, :, :, r0 * row : r1 * row]
+        np.matmul(w, cols, out=target)
+        finish(target)
+
     def conv(x: np.ndarray) -> np.ndarray:
         n_batch = x.shape[0]
         xp = pad_spatial(x, pad_lo, pad_hi) if padded else x
         xp = np.ascontiguousarray(xp, dtype=np.float32)
         y = np.empty((n_batch, out_ch, ovol), dtype=np.float32)
         yg = y.reshape(n_batch, groups, og, ovol)
+        # Pieces for the engine's threads: cache-sized groups of whole images, cut smaller (fewer
+        # images, bands of rows, ranges of output channels) when there are too few of them.
+        want = pieces() if n_batch * out_ch * depth * ovol >= MIN_PARALLEL_MACS else 1
+        per = max(1, min(images, -(-n_batch // want)))
+        chunks = -(-n_batch // per)
+        split = -(-want // chunks) if chunks < want else 1  # further cuts of each chunk
+        tasks: list[Callable[[], None]] = []
         if pointwise:  # the input already is the columns
             xg = xp.reshape(n_batch, groups, cg, ovol)
-            for n0 in range(0, n_batch, images):
-                target = yg[n0 : n0 + images]
-                np.matmul(w, xg[n0 : n0 + images], out=target)
-                finish(target)
-            return y.reshape(n_batch, out_ch, *out_sp)
-        for n0 in range(0, n_batch, images):
-            n = min(images, n_batch - n0)
-            # The windows as a strided view of the padded input; the ndarray constructor costs
-            # a fraction of as_strided, which matters for small inputs.
-            view = np.ndarray((n, groups, cg, *kshape, *out_sp), np.float32, xp, n0 * s_item,
-                              view_strides)  # fmt: skip
-            if merge and n > 1:
-                # Columns (groups, depth, n·outvol): the images side by side, one GEMM for all.
-                cols = np.empty((groups, cg, *kshape, n, *out_sp), dtype=np.float32)
-                np.copyto(cols, np.moveaxis(view, 0, 2 + rank))
-                prod = np.matmul(w, cols.reshape(groups, depth, n * ovol))
-                finish(prod)
-                yg[n0 : n0 + n] = np.moveaxis(prod.reshape(groups, og, n, ovol), 2, 0)
-                continue
-            for r0 in range(0, rows, band):
-                r1 = min(rows, r0 + band)
-                part = view
-                if band < rows:
-                    part = view[(slice(None),) * first_out_axis + (slice(r0, r1),)]
-                cols = part.reshape(n, groups, depth, (r1 - r0) * row)  # the one copy
-                target = yg[n0 : n0 + n, :, :, r0 * row : r1 * row]
-                np.matmul(w, cols, out=target)
-                finish(target)
+            step = -(-og // min(split, og))
+            for n0 in range(0, n_batch, per):
+                for o0 in range(0, og, step):
+                    n, o1 = min(per, n_batch - n0), min(og, o0 + step)
+                    tasks.append(functools.partial(pointwise_piece, xg, yg, n0, n, o0, o1))
+        elif merge and per > 1:
+            for n0 in range(0, n_batch, per):
+                tasks.append(functools.partial(merged_piece, xp, yg, n0, min(per, n_batch - n0)))
+        else:
+            step = min(band, -(-rows // min(split, rows)))
+            for n0 in range(0, n_batch, per):
+                for r0 in range(0, rows, step):
+                    n, r1 = min(per, n_batch - n0), min(rows, r0 + step)
+                    tasks.append(functools.partial(band_piece, xp, yg, n0, n, r0, r1))
+        run_all(tasks)
         return y.reshape(n_batch, out_ch, *out_sp)
 
     return conv
@@ -368,14 +426,21 @@ def pool_kernel(
     group = max(1, scratch_bytes // (4 * math.prod(in_spatial)))
     out_sp = tuple(out_sp)
 
+    def piece(flat: np.ndarray, out: np.ndarray, m0: int, m1: int) -> None:
+        out[:, m0:m1] = _pool(flat[:, m0:m1], taps, out_sp, mode, scale)
+
     def pool(x: np.ndarray) -> np.ndarray:
         maps = x.shape[0] * x.shape[1]
-        if group >= maps:
+        # Cache-sized groups of maps, and at least as many groups as pieces the threads want
+        # when the maps are big enough for the split to pay.
+        want = pieces() if maps * math.prod(x.shape[2:]) >= MIN_PARALLEL_VALUES else 1
+        step = max(1, min(group, -(-maps // want)))
+        if step >= maps:
             return _pool(x, taps, out_sp, mode, scale)
         flat = x.reshape(1, maps, *x.shape[2:])
         out = np.empty((1, maps, *out_sp), dtype=np.float32)
-        for m0 in range(0, maps, group):
-            out[:, m0 : m0 + group] = _pool(flat[:, m0 : m0 + group], taps, out_sp, mode, scale)
+        run_all([functools.partial(piece, flat, out, m0, min(maps, m0 + step))
+                 for m0 in range(0, maps, step)])  # fmt: skip
         return out.reshape(*x.shape[:2], *out_sp)
 
     return pool

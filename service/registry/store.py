@@ -28,8 +28,8 @@ from service.weights import load_npz
 
 from .db import WRITE, PreparedRead
 from .diff import diff as layer_diff
-from .history import ACTIONS, ANONYMOUS, event_doc, read_events, record_event
-from .tables import aliases, blobs, models, version_tags, versions
+from .history import ACTIONS, ANONYMOUS, event_doc, read_events, record_event, record_set_config
+from .tables import aliases, blobs, model_configs, models, version_tags, versions
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 ALIAS_RE = re.compile(r"^[a-z][a-z0-9._-]{0,63}$")
@@ -668,6 +668,55 @@ class Registry:
                 if exists is None:
                     raise NotFound(f"no model named {name!r}, now or in the history")
         return paged(rows, limit, "id", [event_doc(r) for r in rows[:limit]])
+
+    # -- serving state ------------------------------------------------------------------
+
+    def serving_state(self, name: str) -> tuple[dict[str, Any] | None, str | None]:
+        """The model's stored batching config (None: the server's defaults) and repository state
+        ("loaded", "unloaded", or None: loaded on demand)."""
+        with self._read() as conn:
+            model_id = self._model_row(conn, name)["id"]
+            row = conn.execute(
+                sa.select(model_configs.c.config, model_configs.c.state).where(
+                    model_configs.c.model_id == model_id
+                )
+            ).first()
+        return (row.config, row.state) if row is not None else (None, None)
+
+    def set_model_config(self, name: str, config: dict[str, Any], actor: str = ANONYMOUS) -> None:
+        """Store the model's batching config (replacing any before it), with its history event
+        in the same transaction."""
+        with self._write() as conn:
+            model_id = self._model_row(conn, name)["id"]
+            previous = conn.execute(
+                sa.select(model_configs.c.config).where(model_configs.c.model_id == model_id)
+            ).scalar()
+            self._upsert_serving(conn, model_id, config=config)
+            record_set_config(conn, name, actor, config, previous)
+
+    def set_model_state(self, name: str, state: str | None) -> None:
+        """Store the model's repository state: "loaded", "unloaded" or None (on demand)."""
+        self._set_serving(name, state=state)
+
+    def model_states(self) -> dict[str, str]:
+        """Every model with a repository state, and that state."""
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(models.c.name, model_configs.c.state)
+                .join(model_configs, model_configs.c.model_id == models.c.id)
+                .where(model_configs.c.state.is_not(None))
+            ).all()
+        return {name: state for name, state in rows}
+
+    def _set_serving(self, name: str, **values: Any) -> None:
+        with self._write() as conn:
+            self._upsert_serving(conn, self._model_row(conn, name)["id"], **values)
+
+    @staticmethod
+    def _upsert_serving(conn: Connection, model_id: int, **values: Any) -> None:
+        values["updated_at"] = _now()
+        stmt = _insert(conn, model_configs).values(model_id=model_id, **values)
+        conn.execute(stmt.on_conflict_do_update(index_elements=["model_id"], set_=values))
 
     def ping(self) -> None:
         with self.engine.connect() as conn:

@@ -107,3 +107,21 @@ version_tags = sa.Table(
     sa.Column("value", sa.String(256), nullable=False),
     sa.Index("ix_version_tags_key_value", "key", "value"),
 )
+
+# Per-model serving state: the batching config GET/PUT /v1/models/{name}/config set (NULL: the
+# server-wide defaults) and the repository state /v2/repository/.../load and unload set ("loaded":
+# kept compiled in every worker; "unloaded": refused until loaded again; NULL: loaded on demand).
+# Goes with its model.
+model_configs = sa.Table(
+    "model_configs",
+    metadata,
+    sa.Column(
+        "model_id",
+        sa.Integer,
+        sa.ForeignKey("models.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("config", sa.JSON, nullable=True),
+    sa.Column("state", sa.String(16), nullable=True),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
