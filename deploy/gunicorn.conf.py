@@ -10,8 +10,8 @@ from pathlib import Path
 from service.engine.blas import share_cpus_between
 
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-# Before anything loads NumPy (service.config does): each worker's BLAS gets its share of the
-# CPUs instead of every worker starting one spinning thread per CPU (see the function).
+# Before anything loads NumPy (service.config does): BLAS on one thread, and each worker's engine
+# gets its share of the CPUs as its own threads (CONVSERVE_ENGINE_THREADS; see the function).
 share_cpus_between(workers)
 
 from service.config import Settings  # noqa: E402 - after the BLAS thread count is set
@@ -27,12 +27,13 @@ if _owned_metrics_dir:
 _metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
 
 bind = f"{_settings.host}:{_settings.port}"
-worker_class = "gthread"
-# One request at a time per worker: inference is CPU-bound, so more threads only share the GIL and
-# stretch every request (LeNet under 16 clients: p99 17–23 ms with 1 thread, 28–38 ms with 4, at the
-# same ~1,500–1,900 requests/s; ResNet-18: p99 0.4–0.6 s against 0.9–1.2 s). Concurrency comes from
-# workers; slow uploads are best buffered by the proxy or ingress in front.
-threads = int(os.environ.get("GUNICORN_THREADS", "1"))
+# gthread plus a deadline on reading each request (service/worker.py): slow clients are cut off.
+worker_class = "service.worker.Worker"
+# Request threads per worker. They only read, decode, wait and answer: inference runs on the
+# worker's scheduler thread, batching what these threads bring (service/batching.py), with the
+# engine's own threads. So more threads than cores do not stretch inference; they keep /healthz
+# and /metrics answered while every core is busy, and let requests wait together to be batched.
+threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
 keepalive = 5

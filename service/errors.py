@@ -77,6 +77,12 @@ class Forbidden(ConvserveError):
     title = "Forbidden"
 
 
+class RequestTimeout(ConvserveError):
+    """The client did not send its whole request in the time allowed."""
+
+    title = "Request Timeout"
+
+
 class Unavailable(ConvserveError):
     """The server cannot take this request now (queue full, waited too long): try again."""
 

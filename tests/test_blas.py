@@ -34,15 +34,17 @@ def test_blas_info_names_the_library():
 def test_each_worker_gets_its_share_of_the_cpus(monkeypatch):
     monkeypatch.setattr(blas, "available_cpus", lambda: 8)
     env: dict[str, str] = {}
-    assert blas.share_cpus_between(2, env) == 4 and env == {"OPENBLAS_NUM_THREADS": "4"}
+    assert blas.share_cpus_between(2, env) == 4
+    assert env == {"OPENBLAS_NUM_THREADS": "1", "CONVSERVE_ENGINE_THREADS": "4"}
     env = {}
-    assert blas.share_cpus_between(16, env) == 1 and env["OPENBLAS_NUM_THREADS"] == "1"
+    assert blas.share_cpus_between(16, env) == 1 and env["CONVSERVE_ENGINE_THREADS"] == "1"
 
 
 @pytest.mark.parametrize("var", ["OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS"])
 def test_a_thread_count_already_set_wins(var):
     env = {var: "3"}
-    assert blas.share_cpus_between(2, env) is None and env == {var: "3"}
+    blas.share_cpus_between(2, env)
+    assert {k: v for k, v in env.items() if k in blas.THREAD_VARS} == {var: "3"}
 
 
 @pytest.mark.parametrize(
@@ -79,11 +81,13 @@ def test_the_server_config_gives_each_worker_its_share(tmp_path):
     probe = (
         "import json, runpy; runpy.run_path('deploy/gunicorn.conf.py'); import numpy; "
         "from service.engine.blas import available_cpus, blas_threads; "
-        "print(json.dumps([available_cpus(), blas_threads()]))"
+        "from service.engine.parallel import threads; "
+        "print(json.dumps([available_cpus(), blas_threads(), threads()]))"
     )
     env = {k: v for k, v in os.environ.items() if k not in blas.THREAD_VARS}
     env.update(WEB_CONCURRENCY="2", PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True,
                          text=True, check=True)  # fmt: skip
-    cpus, threads = json.loads(out.stdout.splitlines()[-1])
-    assert threads == max(1, cpus // 2)
+    cpus, blas_threads, engine_threads = json.loads(out.stdout.splitlines()[-1])
+    assert blas_threads == 1  # BLAS threads spin; the engine's own threads share the cores
+    assert engine_threads == max(1, cpus // 2)

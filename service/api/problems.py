@@ -24,6 +24,7 @@ STATUS: dict[type[e.ConvserveError], tuple[int, str]] = {
     e.UnsupportedMedia: (415, "unsupported-media-type"),
     e.SpecError: (422, "invalid-spec"),
     e.InvalidInput: (422, "invalid-input"),
+    e.RequestTimeout: (408, "request-timeout"),
     e.Unavailable: (503, "unavailable"),
     e.IntegrityFailure: (500, "integrity-failure"),
 }
@@ -110,6 +111,8 @@ def init_app(app: Flask) -> None:
         headers = {"WWW-Authenticate": 'Bearer realm="convserve"'} if status == 401 else None
         if isinstance(err, e.Unavailable):
             headers = {"Retry-After": str(err.retry_after)}
+        if isinstance(err, e.RequestTimeout):
+            headers = {"Connection": "close"}
         if status == 500:
             log.error("%s: %s", type(err).__name__, err.detail)
         return _renderer()(status, err.title, err.detail, slug, errors, headers)

@@ -23,6 +23,8 @@ from collections.abc import MutableMapping
 CORETYPE = "OPENBLAS_CORETYPE"
 #: What OpenBLAS reads for its thread count, in its order of precedence.
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")
+#: What the engine's thread pool reads (service.engine.parallel).
+ENGINE_THREADS = "CONVSERVE_ENGINE_THREADS"
 CGROUP_V2_CPU_MAX = "/sys/fs/cgroup/cpu.max"
 CGROUP_V1_CPU = "/sys/fs/cgroup/cpu"
 
@@ -82,25 +84,26 @@ def _cgroup_cpu_quota() -> float | None:
         return None
 
 
-def share_cpus_between(workers: int, environ: MutableMapping[str, str] | None = None) -> int | None:
-    """Give each of `workers` server processes its share of the CPUs as BLAS threads.
+def share_cpus_between(workers: int, environ: MutableMapping[str, str] | None = None) -> int:
+    """Give each of `workers` server processes its share of the CPUs as engine threads, and run
+    BLAS on one thread.
 
     OpenBLAS starts one thread per CPU in every process, and its threads spin while they wait for
     work: with two gunicorn workers on two cores, each running ResNet-18 at batch 1, the two
     processes together managed 10–15 calls/s with a p99 over 1 s, against 45–47 calls/s (p99
-    48–68 ms) with one BLAS thread each; one process alone, with both threads, does 34. Like
-    `prefer_avx512_kernels`, this must run before NumPy loads (deploy/gunicorn.conf.py calls it
-    before the master imports the app), and a thread count already in the environment wins.
-    Returns the count set, or None when it was left alone.
+    48–68 ms) with one BLAS thread each. The engine's own threads (service.engine.parallel) take
+    work piece by piece instead, so they share cores gracefully. The BLAS setting counts only
+    before NumPy loads (deploy/gunicorn.conf.py calls this before the master imports the app);
+    values already in the environment win. Returns the engine threads per worker.
     """
     env = os.environ if environ is None else environ
-    if any(v in env for v in THREAD_VARS):
-        return None
-    if "numpy" in sys.modules and environ is None:
-        return None  # too late: OpenBLAS has already started its threads
     threads = max(1, available_cpus() // max(1, workers))
-    env["OPENBLAS_NUM_THREADS"] = str(threads)
-    return threads
+    if not any(v in env for v in THREAD_VARS) and (
+        "numpy" not in sys.modules or environ is not None
+    ):
+        env["OPENBLAS_NUM_THREADS"] = "1"
+    env.setdefault(ENGINE_THREADS, str(threads))
+    return int(env[ENGINE_THREADS])
 
 
 def blas_info() -> str:
