@@ -1,5 +1,7 @@
-"""convserve's NumPy engine against PyTorch (CPU, 2 threads, inference mode) and ONNX Runtime
-(2 intra-op threads), in one run, on the same weights and inputs.
+"""convserve's NumPy engine (its own 2 threads, BLAS at 1, as the server runs it) against
+PyTorch (CPU, 2 threads, inference mode) and ONNX Runtime (2 intra-op threads), in one run, on
+the same weights and inputs. With --busy, every case is timed again while another process keeps
+one core busy, and the slowdown of each engine is printed.
 
     python3 -m venv .venv-bench
     .venv-bench/bin/pip install torch==2.13.0 -e '.[bench]'     # never a bare `torch`
@@ -29,14 +31,18 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
+# As the server runs the engine: BLAS on one thread, the engine's own threads for parallelism.
+# Before NumPy loads; a value already set wins (OPENBLAS_NUM_THREADS=2 to compare BLAS threads).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from service.architecture import Architecture  # noqa: E402
-from service.engine import compile_plan  # noqa: E402
-from service.engine.blas import blas_info  # noqa: E402
+from service.engine import compile_plan, parallel  # noqa: E402
+from service.engine.blas import blas_info, blas_threads  # noqa: E402
 
 THREADS = 2
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -249,13 +255,29 @@ def probe_memory(engine: str, case: str) -> None:
     print((peak - before) / 2**20)
 
 
+class busy_core:
+    """Another process spinning on one core while the block runs (a noisy neighbour)."""
+
+    def __enter__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        time.sleep(0.5)
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--cases", default=",".join(CASES), help="comma-separated: " + ", ".join(CASES))
     ap.add_argument("--engines", default="convserve,torch,ort")
     ap.add_argument("--no-memory", action="store_true", help="skip the per-process memory probes")
     ap.add_argument("--probe-memory", nargs=2, metavar=("ENGINE", "CASE"), help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--busy", action="store_true", help="also time each case with one core kept busy"
+    )
     args = ap.parse_args()
+    parallel.set_threads(THREADS if blas_threads() == 1 else 1)
     if args.probe_memory:
         probe_memory(*args.probe_memory)
         return
@@ -263,7 +285,8 @@ def main() -> None:
     info = blas_info()
     print(f"convserve engine benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-          f"Python {platform.python_version()}, NumPy {np.__version__}, BLAS {info}")  # fmt: skip
+          f"Python {platform.python_version()}, NumPy {np.__version__}, BLAS {info}, "
+          f"{blas_threads()} BLAS thread(s), {parallel.threads()} engine thread(s)")  # fmt: skip
     versions = []
     if "torch" in want:
         import torch
@@ -273,12 +296,17 @@ def main() -> None:
         import onnxruntime
 
         versions.append(f"ONNX Runtime {onnxruntime.__version__}")
-    rate = gemm_rate()
-    print(", ".join(versions) + f"; float32 GEMM 2048³ via NumPy: {rate:.0f} GFLOP/s\n")
+    rate = gemm_rate() * (parallel.threads() if blas_threads() == 1 else 1)
+    print(
+        ", ".join(versions) + f"; float32 GEMM 2048³ via NumPy: {rate:.0f} GFLOP/s "
+        f"(one BLAS thread's rate × engine threads)\n"
+    )
     head = (
         f"{'case':<14}{'convserve':>11}{'torch':>11}{'ORT':>11}{'cs/torch':>10}{'cs/ORT':>8}"
         f"{'GFLOP/s':>9}{'of GEMM':>9}{'max rel err':>12}{'peak MiB cs/torch/ORT':>24}"
     )
+    if args.busy:
+        head += f"{'busy/quiet cs/torch/ORT':>26}"
     print(head)
     print("-" * len(head))
     for case in args.cases.split(","):
@@ -307,9 +335,16 @@ def main() -> None:
             for e in ("convserve", "torch", "ort")
         }
         ratio = {e: f"{cs / times[e]:.2f}×" if cs and e in times else "-" for e in ("torch", "ort")}
+        busy = ""
+        if args.busy:
+            with busy_core():
+                slow = {name: median_seconds(fn) for name, fn in runs.items()}
+            busy = "/".join(
+                f"{slow[e] / times[e]:.2f}×" for e in ("convserve", "torch", "ort") if e in times
+            )
         print(
             f"{case:<14}{ms['convserve']:>11}{ms['torch']:>11}{ms['ort']:>11}{ratio['torch']:>10}"
-            f"{ratio['ort']:>8}{gf:>9.1f}{gf / rate:>8.0%}{err:>12}{mem:>24}"
+            f"{ratio['ort']:>8}{gf:>9.1f}{gf / rate:>8.0%}{err:>12}{mem:>24}{busy:>26}"
         )
 
 

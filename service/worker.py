@@ -1,6 +1,6 @@
 """The gunicorn worker convserve serves with: gthread, where slow clients hold no thread.
 
-Inference runs on each worker's scheduler thread (service.batching), so the worker's request
+Inference runs on each worker's scheduler thread (service.scheduler), so the worker's request
 threads only read, decode, wait and answer: `/healthz` or `/metrics` find a free thread while
 every core is busy with inference. What could still take those threads away is a client that
 sends its request slowly: gunicorn's gthread worker waits for the first bytes off-thread, but

@@ -75,8 +75,14 @@ def test_metrics_add_up_across_workers(server):
     key = frozenset({"method": "POST", "route": route, "status": "200"}.items())
     assert got[("convserve_http_requests_total", key)] == PREDICTIONS
     lenet = frozenset({"model": "lenet", "version": "1"}.items())
-    assert got[("convserve_inference_batch_size_count", lenet)] == PREDICTIONS
-    assert got[("convserve_inference_duration_seconds_count", lenet)] == PREDICTIONS
+    # Requests waiting together were batched: every input counted once, in fewer executions.
+    assert got[("convserve_inferences_total", lenet)] == PREDICTIONS
+    assert got[("convserve_inference_batch_size_sum", lenet)] == PREDICTIONS
+    executions = got[("convserve_batch_executions_total", lenet)]
+    assert 1 <= executions <= PREDICTIONS
+    assert got[("convserve_inference_batch_size_count", lenet)] == executions
+    assert got[("convserve_inference_duration_seconds_count", lenet)] == executions
+    assert got[("convserve_queue_duration_seconds_count", lenet)] == PREDICTIONS
     predicted = sum(
         v for (n, labels), v in got.items()
         if n == "convserve_predictions_total" and ("model", "lenet") in labels

@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -88,6 +89,37 @@ def test_classification(client):
     assert got.shape == (2, 3)
     want = np.argsort(-expected(x), axis=1, kind="stable")[:, :3]
     assert [[int(s.decode().split(":")[1]) for s in row] for row in got] == want.tolist()
+
+
+def test_config_statistics_and_repository_through_the_client(client):
+    cfg = client.get_model_config("lenet")
+    assert cfg["name"] == "lenet" and cfg["max_batch_size"] >= 1
+    assert cfg["input"][0]["dims"] == [1, 32, 32]
+    before = client.get_inference_statistics("lenet", "1")["model_stats"][0]
+    x = np.random.default_rng(3).standard_normal((3, 1, 32, 32)).astype(np.float32)
+    client.infer("lenet", [lenet_input(x)])
+    after = client.get_inference_statistics("lenet", "1")["model_stats"][0]
+    assert after["inference_count"] - before["inference_count"] == 3
+    assert after["execution_count"] - before["execution_count"] == 1
+    queue = after["inference_stats"]["queue"]
+    assert queue["count"] - before["inference_stats"]["queue"]["count"] == 1
+    assert any(m["name"] == "lenet" for m in client.get_model_repository_index())
+    # Every worker follows a load or unload within a second (each re-reads the state then).
+    client.unload_model("lenet")
+    assert _eventually(lambda: not client.is_model_ready("lenet"))
+    client.load_model("lenet")
+    assert _eventually(lambda: client.is_model_ready("lenet"))
+
+
+def _eventually(check, seconds: float = 5.0) -> bool:
+    """`check()` holds for 10 consecutive tries (any worker may answer) within `seconds`."""
+    end, streak = time.monotonic() + seconds, 0
+    while time.monotonic() < end:
+        streak = streak + 1 if check() else 0
+        if streak == 10:
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def test_errors_reach_the_client_as_messages(client):
