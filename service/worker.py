@@ -169,7 +169,9 @@ class Worker(ThreadWorker):
     def enqueue_req(self, conn: Any) -> None:
         leftover = conn.parser is not None and conn.parser.unreader.buf.getvalue()
         if getattr(conn, "gathered", None) is not None or leftover:
-            return super().enqueue_req(conn)  # already here: a thread takes it
+            # The next request is already here (pipelined, or read ahead): a thread takes it.
+            conn.read_deadline = time.monotonic() + self.read_timeout
+            return super().enqueue_req(conn)
         conn.gathered = None
         conn.buf = bytearray()
         conn.first_byte = None
