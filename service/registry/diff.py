@@ -33,14 +33,15 @@ def _arrays_of(node: Node, arrays: Arrays) -> dict[str, np.ndarray]:
 
 
 def weight_change(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float | None:
-    """Relative L2 norm of the change, or None when the layer has no weights or shapes differ."""
+    """Relative L2 norm of the change; None when the layer has no weights, shapes differ, or
+    the old weights are all zero (a relative change of something from nothing is undefined)."""
     if not a or a.keys() != b.keys() or any(a[k].shape != b[k].shape for k in a):
         return None
     delta = sum(float(np.sum((b[k] - a[k]) ** 2)) for k in a)
     base = sum(float(np.sum(a[k] ** 2)) for k in a)
     if delta == 0.0:
         return 0.0
-    return float(np.sqrt(delta / base)) if base > 0 else float("inf")
+    return float(np.sqrt(delta / base)) if base > 0 else None  # from all zeros: no ratio
 
 
 def _order(old: list[str], new: list[str]) -> list[str]:

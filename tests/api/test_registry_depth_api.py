@@ -270,3 +270,14 @@ def test_diff_of_one_version_with_itself_is_all_same(client):
     assert {layer["change"] for layer in doc["layers"]} == {"same"}
     assert_problem(client.get("/v1/models/lenet/diff?from=1"), 400, "to")
     assert_problem(client.get("/v1/models/lenet/diff?from=1&to=7"), 404, "no version 7")
+
+
+def test_weight_change_is_relative_and_undefined_from_zero():
+    from service.registry.diff import weight_change
+
+    w = {"weight": np.array([[3.0, 4.0]]), "bias": np.zeros(1)}
+    moved = {"weight": np.array([[3.0, 4.5]]), "bias": np.zeros(1)}
+    assert weight_change(w, w) == 0.0
+    assert weight_change(w, moved) == pytest.approx(0.5 / 5.0)
+    assert weight_change({"bias": np.zeros(2)}, {"bias": np.ones(2)}) is None
+    assert weight_change(w, {"weight": np.zeros((2, 2)), "bias": np.zeros(1)}) is None
