@@ -31,14 +31,18 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-# As the server runs the engine: BLAS on one thread, the engine's own threads for parallelism.
-# Before NumPy loads; a value already set wins (OPENBLAS_NUM_THREADS=2 to compare BLAS threads).
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
-import numpy as np  # noqa: E402
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+# As the server runs the engine: BLAS on one thread, the engine's own threads for parallelism,
+# and its process settings. Before NumPy loads; a value already set wins (OPENBLAS_NUM_THREADS=2
+# to compare BLAS threads).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+from service.engine import tune_process  # noqa: E402
+
+tune_process()
+
+import numpy as np  # noqa: E402
 
 from service.architecture import Architecture  # noqa: E402
 from service.engine import compile_plan, parallel  # noqa: E402

@@ -7,12 +7,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from service.engine.blas import share_cpus_between
+from service.engine.blas import prefer_avx512_kernels, share_cpus_between
 
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # Before anything loads NumPy (service.config does): BLAS on one thread, and each worker's engine
 # gets its share of the CPUs as its own threads (CONVSERVE_ENGINE_THREADS; see the function).
 share_cpus_between(workers)
+prefer_avx512_kernels()  # OpenBLAS's AVX-512 kernels where the CPU has them (see the function)
 
 from service.config import Settings  # noqa: E402 - after the BLAS thread count is set
 

@@ -1,9 +1,9 @@
-"""convserve: register, inspect and serve convolutional neural networks."""
+"""convserve: register, inspect and serve convolutional neural networks.
 
-from .engine.allocator import keep_freed_memory
-from .engine.blas import prefer_avx512_kernels
-
-prefer_avx512_kernels()  # before anything imports NumPy; see service/engine/blas.py
-keep_freed_memory()  # reuse activation memory across calls; see service/engine/allocator.py
+Importing it changes nothing in the process: the settings that make the engine fast (OpenBLAS
+kernels, BLAS and engine threads, glibc's reuse of freed memory) belong to the processes that
+serve (deploy/gunicorn.conf.py and service.wsgi, the `convserve` command). A notebook opts in
+with `service.engine.tune_process()`, before NumPy is imported for the BLAS part to count.
+"""
 
 __version__ = "0.1.0"

@@ -50,7 +50,10 @@ def test_a_libc_without_mallopt_is_left_alone():
 
 PROBE = """
 import json, resource, sys
-import service  # applies the setting unless the environment says otherwise
+import service
+if sys.argv[2] == "tune":
+    from service.engine import tune_process
+    tune_process()  # applies the setting unless the environment says otherwise
 import numpy as np
 from service.architecture import Architecture
 from service.engine import compile_plan
@@ -72,8 +75,8 @@ def test_repeated_calls_reuse_memory_instead_of_faulting_in_new_pages():
     spec = {"input": {"shape": [16, 64, 64]},
             "layers": [{"name": f"c{i}", **conv} for i in range(6)]}  # fmt: skip
 
-    def faults(**env):
-        out = subprocess.run([sys.executable, "-c", PROBE, json.dumps(spec)], cwd=ROOT,
+    def faults(tune="tune", **env):
+        out = subprocess.run([sys.executable, "-c", PROBE, json.dumps(spec), tune], cwd=ROOT,
                              env={"PATH": "/usr/bin:/bin", **env}, capture_output=True,
                              text=True, check=True)  # fmt: skip
         return float(out.stdout)
@@ -81,3 +84,17 @@ def test_repeated_calls_reuse_memory_instead_of_faulting_in_new_pages():
     kept, plain = faults(), faults(CONVSERVE_KEEP_FREED_MEMORY="0")
     # Each map is 1 MiB (256 pages): without the setting some are unmapped and faulted back in.
     assert kept < 20 <= plain, (kept, plain)
+    # Importing convserve alone changes nothing: a process opts in with tune_process().
+    assert faults("no") >= 20
+
+
+def test_importing_convserve_changes_no_environment_variable():
+    probe = (
+        "import json, os; before = dict(os.environ); "
+        "import service, service.app, service.serving, service.engine.plan, service.cli; "
+        "print(json.dumps(sorted(set(os.environ.items()) ^ set(before.items()))))"
+    )
+    env = {"PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True,
+                         text=True, check=True)  # fmt: skip
+    assert json.loads(out.stdout) == []

@@ -6,8 +6,9 @@ raised NumPy's float32 GEMM from 130–139 to 186 GFLOP/s there (2048³, two thr
 see bench/engine.py). On a 2-core AMD EPYC (Zen 4) VM OpenBLAS 0.3.31 picks SkylakeX by itself,
 and Haswell, Zen, SkylakeX and SapphireRapids kernels measured alike (191–213 GFLOP/s), so the
 setting changes nothing there. The variable only counts if it is set before
-OpenBLAS loads, i.e. before NumPy is first imported, so `service/__init__.py` calls
-`prefer_avx512_kernels()` first thing. A value already in the environment always wins (set
+OpenBLAS loads, i.e. before NumPy is first imported, so the serving processes call
+`prefer_avx512_kernels()` first thing (deploy/gunicorn.conf.py, service.entry for the CLI;
+`service.engine.tune_process()` in a notebook). A value already in the environment always wins (set
 `OPENBLAS_CORETYPE=Haswell` to opt out); CPUs without AVX-512, and NumPy builds on other BLAS
 libraries, are left alone.
 """
