@@ -38,15 +38,16 @@ sys.path.insert(0, str(ROOT))
 # and its process settings. Before NumPy loads; a value already set wins (OPENBLAS_NUM_THREADS=2
 # to compare BLAS threads).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-from service.engine import tune_process  # noqa: E402
+from service.runtime import tune_process  # noqa: E402
 
 tune_process()
 
 import numpy as np  # noqa: E402
 
 from service.architecture import Architecture  # noqa: E402
-from service.engine import compile_plan, parallel  # noqa: E402
-from service.engine.blas import blas_info, blas_threads  # noqa: E402
+from service.engine import compile_plan  # noqa: E402
+from service.kernels import parallel  # noqa: E402
+from service.runtime.blas import blas_info, blas_threads  # noqa: E402
 
 THREADS = 2
 PAGE = os.sysconf("SC_PAGE_SIZE")

@@ -7,7 +7,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from service.engine.blas import prefer_avx512_kernels, share_cpus_between
+from service.runtime.blas import prefer_avx512_kernels, share_cpus_between
 
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # Before anything loads NumPy (service.config does): BLAS on one thread, and each worker's engine

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 
 def main(argv: list[str] | None = None) -> int:
-    from service.engine import tune_process
+    from service.runtime import tune_process
 
     tune_process()
     from service.cli import main as cli_main

@@ -25,9 +25,9 @@ from .architecture import Architecture
 from .batching import ModelConfig
 from .catalogue.base import prod
 from .engine import Plan
-from .engine.kernels import softmax
 from .errors import InvalidInput, NotFound, TooLarge, Unavailable
 from .imaging import DEFAULT_MAX_PIXELS, ImagePipeline, UndecodableImage
+from .kernels import softmax
 from .registry.store import Registry, Resolved
 from .scheduler import Scheduler
 from .weights import load_npz

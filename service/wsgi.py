@@ -1,6 +1,6 @@
 """The WSGI entry point for gunicorn: `gunicorn -c deploy/gunicorn.conf.py service.wsgi:app`."""
 
-from service.engine import tune_process
+from service.runtime import tune_process
 
 tune_process()  # this process serves: the engine's process-wide settings (see the function)
 

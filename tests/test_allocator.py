@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from service.engine import allocator
+from service.runtime import allocator
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,7 +52,7 @@ PROBE = """
 import json, resource, sys
 import service
 if sys.argv[2] == "tune":
-    from service.engine import tune_process
+    from service.runtime import tune_process
     tune_process()  # applies the setting unless the environment says otherwise
 import numpy as np
 from service.architecture import Architecture

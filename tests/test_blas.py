@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.engine import blas
+from service.runtime import blas
 
 
 def test_avx512_cpus_get_skylakex_kernels(monkeypatch):
@@ -80,8 +80,8 @@ def test_the_server_config_gives_each_worker_its_share(tmp_path):
 
     probe = (
         "import json, runpy; runpy.run_path('deploy/gunicorn.conf.py'); import numpy; "
-        "from service.engine.blas import available_cpus, blas_threads; "
-        "from service.engine.parallel import threads; "
+        "from service.runtime.blas import available_cpus, blas_threads; "
+        "from service.kernels.parallel import threads; "
         "print(json.dumps([available_cpus(), blas_threads(), threads()]))"
     )
     env = {k: v for k, v in os.environ.items() if k not in blas.THREAD_VARS}

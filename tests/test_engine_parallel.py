@@ -8,7 +8,8 @@ import threading
 import numpy as np
 import pytest
 
-from service.engine import kernels, parallel
+from service import kernels
+from service.kernels import parallel
 
 
 @pytest.fixture

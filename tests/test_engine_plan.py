@@ -7,8 +7,8 @@ import pytest
 
 from service.architecture import Architecture
 from service.engine import compile_plan
-from service.engine.kernels import avg_pool_divisor, conv_kernel, conv_nd, pool_nd
 from service.errors import InvalidInput
+from service.kernels import avg_pool_divisor, conv_kernel, conv_nd, pool_nd
 from tests import oracle
 from tests.conftest import spec_of
 

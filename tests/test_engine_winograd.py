@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.engine import kernels
-from service.engine.kernels import WINOGRAD_TRANSFORMS, conv_kernel, winograd_kernel
+from service import kernels
+from service.kernels import WINOGRAD_TRANSFORMS, conv_kernel, winograd_kernel
 
 RNG = np.random.default_rng(7)
 

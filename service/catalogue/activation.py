@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 from marshmallow import fields
 
-from service.engine.kernels import softmax
+from service.kernels import softmax
 
 from .base import Layer, LayerSchema, LayerType, Op, Shape, fmt_shape
 from .registry import register

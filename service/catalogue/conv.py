@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import numpy as np
 from marshmallow import fields
 
-from service.engine.kernels import conv_kernel, conv_out_size
+from service.kernels import conv_kernel, conv_out_size
 
 from .base import (
     Checks,

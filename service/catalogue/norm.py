@@ -8,7 +8,7 @@ from typing import ClassVar
 import numpy as np
 from marshmallow import fields
 
-from service.engine.kernels import local_response_norm
+from service.kernels import local_response_norm
 
 from .base import (
     Int,

@@ -8,7 +8,7 @@ from typing import ClassVar
 import numpy as np
 from marshmallow import fields
 
-from service.engine.kernels import avg_pool_divisor, pool_kernel
+from service.kernels import avg_pool_divisor, pool_kernel
 
 from .base import (
     Checks,

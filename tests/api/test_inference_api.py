@@ -12,8 +12,8 @@ from PIL import Image
 from service.api.schemas import PredictResponseSchema
 from service.architecture import Architecture
 from service.engine import compile_plan
-from service.engine.kernels import softmax
 from service.imaging import ImagePipeline
+from service.kernels import softmax
 from service.weights import load_npz
 from tests.api.test_registry_api import assert_problem, register
 from tests.conftest import ROOT, lenet_weights, load_model_spec, spec_of, upload

@@ -8,7 +8,7 @@ and Haswell, Zen, SkylakeX and SapphireRapids kernels measured alike (191–213 
 setting changes nothing there. The variable only counts if it is set before
 OpenBLAS loads, i.e. before NumPy is first imported, so the serving processes call
 `prefer_avx512_kernels()` first thing (deploy/gunicorn.conf.py, service.entry for the CLI;
-`service.engine.tune_process()` in a notebook). A value already in the environment always wins (set
+`service.runtime.tune_process()` in a notebook). A value already in the environment always wins (set
 `OPENBLAS_CORETYPE=Haswell` to opt out); CPUs without AVX-512, and NumPy builds on other BLAS
 libraries, are left alone.
 """
@@ -24,7 +24,7 @@ from collections.abc import MutableMapping
 CORETYPE = "OPENBLAS_CORETYPE"
 #: What OpenBLAS reads for its thread count, in its order of precedence.
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")
-#: What the engine's thread pool reads (service.engine.parallel).
+#: What the engine's thread pool reads (service.kernels.parallel).
 ENGINE_THREADS = "CONVSERVE_ENGINE_THREADS"
 CGROUP_V2_CPU_MAX = "/sys/fs/cgroup/cpu.max"
 CGROUP_V1_CPU = "/sys/fs/cgroup/cpu"
@@ -92,7 +92,7 @@ def share_cpus_between(workers: int, environ: MutableMapping[str, str] | None = 
     OpenBLAS starts one thread per CPU in every process, and its threads spin while they wait for
     work: with two gunicorn workers on two cores, each running ResNet-18 at batch 1, the two
     processes together managed 10–15 calls/s with a p99 over 1 s, against 45–47 calls/s (p99
-    48–68 ms) with one BLAS thread each. The engine's own threads (service.engine.parallel) take
+    48–68 ms) with one BLAS thread each. The engine's own threads (service.kernels.parallel) take
     work piece by piece instead, so they share cores gracefully. The BLAS setting counts only
     before NumPy loads (deploy/gunicorn.conf.py calls this before the master imports the app);
     values already in the environment win. Returns the engine threads per worker.
