@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from flask import Flask
 
-from . import __version__
+from . import __version__, web
 from .api import problems, register_blueprints, security, telemetry
 from .api.parsing import ConvserveApi
 from .config import Settings
@@ -37,7 +37,10 @@ def create_app(settings: Settings | None = None) -> Flask:
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        # Swagger UI from the pinned swagger-ui-bundle package, served by this app: /docs works
+        # offline and loads nothing from another host.
+        OPENAPI_SWAGGER_UI_URL=web.SWAGGER_ASSETS,
+        OPENAPI_SWAGGER_UI_CONFIG={"validatorUrl": None},
         MAX_CONTENT_LENGTH=settings.max_upload_bytes,
         MAX_FORM_MEMORY_SIZE=settings.max_upload_bytes,
     )
@@ -64,5 +67,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     security.init_app(app)
     api = ConvserveApi(app)
     register_blueprints(api)
+    web.init_app(app)
     serving.warm_up(settings.warmup)
     return app

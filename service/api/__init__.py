@@ -6,7 +6,7 @@ from flask_smorest import Api
 
 from service.architecture import SpecSchema
 
-from . import batching, health, inference, inspect, registry, security, v2
+from . import batching, explore, health, inference, inspect, registry, security, v2
 
 
 def register_blueprints(api: Api) -> None:
@@ -21,5 +21,5 @@ def register_blueprints(api: Api) -> None:
             "< admin)",
         },
     )
-    for module in (health, registry, batching, inference, inspect, v2):
+    for module in (health, registry, batching, inference, inspect, explore, v2):
         api.register_blueprint(module.blp)

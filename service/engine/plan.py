@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ class Step:
     inputs: tuple[str, ...]
     inplace: bool  # call op(x, out=x)
     free: tuple[str, ...]  # names no later step reads
+    layers: tuple[str, ...] = ()  # the spec's layers this step computes (a folded norm, a fused
+    # activation and their producer are one step)
 
 
 def _layer_weights(node: Node, weights: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -101,11 +104,14 @@ class Plan:
         if self.fuse_activations:
             units = self._fuse_activations(units)
         raw: list[tuple[str, Op, tuple[str, ...], Node]] = []
+        covers: list[tuple[str, ...]] = []
         for name, node, inputs, epilogue in units:
             kw = {} if epilogue is None else {"epilogue": epilogue}
             op = node.kind.compile(node.layer, layer_w[node.name], node.in_shapes, **kw)
             self.nbytes += getattr(op, "nbytes", 0)  # what the op may build (Winograd weights)
             raw.append((name, op, inputs, node))
+            folded = producers_folded.get(node.name)
+            covers.append(tuple(dict.fromkeys(n for n in (node.name, folded, name) if n)))
 
         # Liveness: the index of the last step reading each name; kept names live forever.
         forever = math.inf
@@ -137,7 +143,7 @@ class Plan:
                 root[name] = name
                 members[name] = [name]
             free = tuple(r for r in dict.fromkeys(inputs) if last_use[r] == i)
-            steps.append(Step(name, op, inputs, inplace, free))
+            steps.append(Step(name, op, inputs, inplace, free, covers[i]))
         return steps
 
     def _fuse_activations(self, units: list[list]) -> list[list]:
@@ -211,6 +217,24 @@ class Plan:
         return out
 
     __call__ = run
+
+    def profile(self, x: np.ndarray, runs: int) -> list[tuple[Step, float]]:
+        """Each step with its median wall time in seconds over `runs` runs of the batch `x`
+        (after one untimed run that warms caches and the allocator)."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        times: list[list[float]] = [[] for _ in self._program]
+        clock = time.perf_counter
+        for run in range(runs + 1):
+            env: dict[str, np.ndarray] = {self.arch.input_name: x.copy()}
+            for k, (name, op, inputs, inplace, free) in enumerate(self._program):
+                args = [env[r] for r in inputs]
+                start = clock()
+                env[name] = op(*args, out=args[0]) if inplace else op(*args)
+                if run:
+                    times[k].append(clock() - start)
+                for r in free:
+                    del env[r]
+        return [(s, float(np.median(t))) for s, t in zip(self.steps, times, strict=True)]
 
     def _variant(self, keep: frozenset[str]) -> Plan:
         """A plan that keeps more layers' outputs (no folding hides them); the last few are kept."""

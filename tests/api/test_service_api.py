@@ -136,6 +136,13 @@ def test_openapi_document_is_valid_and_complete(client):
     assert "Spec" in doc["components"]["schemas"]
 
 
-def test_docs_page(client):
+def test_docs_page_loads_swagger_ui_from_this_server(client):
     resp = client.get("/docs")
     assert resp.status_code == 200 and b"swagger" in resp.data.lower()
+    page = resp.get_data(as_text=True)
+    assert "http" not in page.replace('"/openapi.json"', "")  # no asset from another host
+    for asset in ("swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js"):
+        assert f"/docs/assets/{asset}" in page
+        got = client.get(f"/docs/assets/{asset}")
+        assert got.status_code == 200 and len(got.data) > 10_000, asset
+    assert client.get("/docs/assets/../../__init__.py").status_code == 404
