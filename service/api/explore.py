@@ -18,6 +18,7 @@ from service.errors import NotFound
 from service.serving import DataPlane, LoadedModel
 
 from .parsing import ApiBlueprint
+from .security import requires
 
 blp = ApiBlueprint(
     "explore",
@@ -172,6 +173,7 @@ def measure(model: LoadedModel) -> dict[str, Any]:
 
 
 @blp.route("/<name>/versions/<ref>/profile", methods=["GET"])
+@requires("predict")  # it runs the model, as a prediction does
 @blp.arguments(ProfileArgs, location="query")
 @blp.response(200, ProfileSchema)
 def profile(args: dict[str, Any], name: str, ref: str) -> dict[str, Any]:

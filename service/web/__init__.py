@@ -212,8 +212,27 @@ def editor_page() -> str:
 
 @blp.route("/register")
 def register_page() -> str:
+    tokens = current_app.extensions["convserve"].tokens
+    return render_template("register.html", token_needed=tokens.configured)
+
+
+#: Pages that show nothing from the registry, so they stay open when reads need a token.
+OPEN_PAGES = {"web.static", "web.swagger_assets", "web.register_page"}
+
+
+@blp.before_request
+def reads_need_token() -> Any:
+    """With CONVSERVE_READS_NEED_TOKEN, pages rendered from the registry would show it to anyone
+    (a browser cannot send a bearer token when it navigates): they are refused, the API is not."""
     settings = current_app.extensions["convserve"].settings
-    return render_template("register.html", token_needed=settings.admin_token is not None)
+    if settings.reads_need_token and request.endpoint not in OPEN_PAGES:
+        message = (
+            "This server requires a token for every read (CONVSERVE_READS_NEED_TOKEN), so its "
+            "web pages, which show the registry to whoever opens them, are turned off. The API "
+            "answers with 'Authorization: Bearer <token>'."
+        )
+        return render_template("error.html", title="Token required", message=message), 401
+    return None
 
 
 @blp.route(SWAGGER_ASSETS + "<path:filename>")

@@ -1,6 +1,6 @@
 // Classify dropped or picked images, then look inside: feature maps, receptive fields, the
 // flattened vector.
-import { $, api, base, h, shape, versionData, showError, Problem } from "./common.js";
+import { $, api, base, h, shape, versionData, showError, Problem, withToken } from "./common.js";
 import { mapCanvas, rgbCanvas, range, parseNpy, scaleFor, colour } from "./maps.js";
 
 const d = versionData();
@@ -23,7 +23,7 @@ async function activations(index, layer) {
   if (!cache.has(key)) {
     cache.set(key, (async () => {
       const resp = await fetch(`${base(d)}/activations?layer=${encodeURIComponent(layer)}`, {
-        method: "POST", body: form(files[index]), headers: { Accept: "application/x-npy" },
+        method: "POST", body: form(files[index]), headers: withToken({ Accept: "application/x-npy" }),
       });
       if (!resp.ok) throw new Problem(resp.status, await resp.json());
       return parseNpy(await resp.arrayBuffer());

@@ -50,9 +50,15 @@ export const token = {
   set: (t) => (t ? sessionStorage.setItem("convserve-token", t) : sessionStorage.removeItem("convserve-token")),
 };
 
-/** fetch() a JSON endpoint; a non-2xx answer throws Problem. */
+/** Headers with the bearer token, when the user gave one (register page). */
+export function withToken(headers = {}) {
+  const t = token.get();
+  return t ? { Authorization: `Bearer ${t}`, ...headers } : headers;
+}
+
+/** fetch() a JSON endpoint (with the token, when given); a non-2xx answer throws Problem. */
 export async function api(path, options = {}) {
-  const resp = await fetch(path, options);
+  const resp = await fetch(path, { ...options, headers: withToken(options.headers || {}) });
   const type = resp.headers.get("Content-Type") || "";
   const body = type.includes("json") ? await resp.json() : await resp.text();
   if (!resp.ok) throw new Problem(resp.status, typeof body === "object" ? body : { detail: body });
