@@ -178,6 +178,9 @@ def test_editor_shows_errors_inline_and_a_fix_clears_them(web):
         "document.querySelector('#whatif-table caption').textContent.includes('64×64')"
     )
     assert page.locator("#whatif-params").inner_text() != ""
+    page.wait_for_function("document.querySelectorAll('#whatif-sweep li').length === 4")
+    sweep = page.locator("#whatif-sweep").inner_text()
+    assert "32×32" in sweep and "128×128" in sweep
 
 
 def test_register_form_uploads_spec_and_weights(web, tmp_path):
@@ -260,3 +263,27 @@ def test_unknown_model_page_is_a_404_page(server, web):
     assert r.status_code == 404 and "text/html" in r.headers["Content-Type"]
     assert "no-such-model" in r.text
     assert np  # numpy imported for the fixtures' weights
+
+
+UNLABELLED = """() => [
+  ...[...document.querySelectorAll("input, select, textarea, button")].filter((e) =>
+    !(e.labels && e.labels.length) && !e.getAttribute("aria-label") &&
+    !(e.tagName === "BUTTON" && e.textContent.trim())),
+  ...[...document.querySelectorAll("canvas, img")].filter((e) =>
+    !e.getAttribute("aria-label") && !e.getAttribute("alt")),
+  ...[...document.querySelectorAll("svg")].filter((e) =>
+    !e.getAttribute("aria-labelledby") && !e.getAttribute("aria-label")),
+].map((e) => e.outerHTML.slice(0, 120))"""
+
+
+@pytest.mark.parametrize("path", [*PAGES, "/register"])
+def test_every_control_and_drawing_has_a_label(web, path):
+    page = web.goto(path)
+    page.locator(PAGES.get(path, "form")).first.wait_for()
+    if path.endswith("/classify"):
+        page.set_input_files("#images", str(EXAMPLE))
+        page.locator("#layer-maps .map canvas").first.wait_for()
+    assert page.evaluate(UNLABELLED) == []
+    # every page can be worked from the keyboard: Tab reaches its first control or link
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"

@@ -239,7 +239,9 @@ async function vector() {
     const n = t.data.length;
     const seg = before && before.length > 1 ? before.slice(1).reduce((a, b) => a * b, 1) : n;
     note.textContent = `${dense.name} reads ${n} values from ${srcName}` +
-      (before ? `: ${src.name} laid the ${before[0]} maps of ${shape(before.slice(1))} out one after another (map 0's ${seg} values, then map 1's, …), so each of ${dense.name}'s ${dense.output_shape[0]} units has ${n} weights.` : ".");
+      (!before ? "." : seg === 1
+        ? `: ${src.name} turned the ${before[0]} maps of ${shape(before.slice(1))} into ${n} values, one per map, so each of ${dense.name}'s ${dense.output_shape[0]} units has ${n} weights.`
+        : `: ${src.name} laid the ${before[0]} maps of ${shape(before.slice(1))} out one after another (map 0's ${seg} values, then map 1's, …), so each of ${dense.name}'s ${dense.output_shape[0]} units has ${n} weights.`);
     box.setAttribute("aria-label", note.textContent);
     const [lo, hi] = range(t.data);
     const shown = Math.min(n, 4096);

@@ -171,6 +171,20 @@ async function whatIf() {
         h("tr", {}, h("th", { scope: "row" }, "Params"), h("td", { class: "num" }, count(base.params)), h("td", { class: "num", id: "whatif-params" }, count(t.totals.params)), h("td", { class: "num" }, ratio(t.totals.params, base.params))),
         h("tr", {}, h("th", { scope: "row" }, "MACs / image"), h("td", { class: "num" }, count(base.macs)), h("td", { class: "num", id: "whatif-macs" }, count(t.totals.macs)), h("td", { class: "num" }, ratio(t.totals.macs, base.macs))),
         h("tr", {}, h("th", { scope: "row" }, "Activations / image"), h("td", { class: "num" }, count(base.activation_bytes) + "B"), h("td", { class: "num" }, count(t.totals.activation_bytes) + "B"), h("td", { class: "num" }, ratio(t.totals.activation_bytes, base.activation_bytes))))));
+    // how MACs grow with the resolution at this width: quadratically for a conv net
+    const sweep = h("ul", { id: "whatif-sweep", "aria-label": "MACs per image by input resolution" });
+    out.append(h("p", {}, `MACs per image at width ×${m}, by input resolution:`), sweep);
+    for (const f of [0.5, 1, 1.5, 2]) {
+      const rr = Math.max(1, Math.round(r * f));
+      try {
+        const ts = await inspect(await scaled(last.spec, last.table, m, rr));
+        if (mine !== whatIfSeq) return;
+        sweep.append(h("li", {}, `${rr}×${rr}: ${count(ts.totals.macs)} (×${(ts.totals.macs / t.totals.macs).toFixed(2)})`));
+      } catch {
+        if (mine !== whatIfSeq) return;
+        sweep.append(h("li", {}, `${rr}×${rr}: does not fit`));
+      }
+    }
   } catch (err) {
     if (mine !== whatIfSeq) return;
     const msgs = err instanceof Problem && err.doc.errors ? err.doc.errors.map((e) => `${e.layer || ""} ${e.message}`) : [err.message];

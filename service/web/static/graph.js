@@ -11,6 +11,8 @@ const FAMILY = [
 ];
 export const family = (type) => (FAMILY.find(([re]) => re.test(type)) || [null, "act"])[1];
 
+const clip = (s, n) => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
+
 /** Levels: the input at 0, each layer one below the deepest layer it reads. */
 function layout(table, inputName) {
   const level = { [inputName]: 0 };
@@ -95,7 +97,8 @@ export function drawGraph(container, table, inputName, title, onSelect) {
       tabindex: isInput ? null : 0, role: isInput ? "img" : "button", "aria-label": label, "data-layer": n.name,
     },
       h("rect", { width: W, height: H, rx: 6 }),
-      h("text", { x: 8, y: 17, class: "name" }, `${n.name} · ${isInput ? "input" : n.type}`),
+      h("title", {}, label),
+      h("text", { x: 8, y: 17, class: "name" }, clip(`${n.name} · ${isInput ? "input" : n.type}`, 34)),
       h("text", { x: 8, y: 33, class: "facts" }, line2),
     );
     if (!isInput) {
