@@ -123,7 +123,7 @@ def layer_weights(args: dict[str, Any], name: str, ref: str, layer: str) -> dict
     Rows past `max_filters` are left out (`truncated`), so drawing a wide layer's first filters
     does not move the whole array.
     """
-    model = data_plane().model(name, ref)
+    model = data_plane().model(name, ref, check_state=False)  # reading, not serving
     node = model.arch.by_name.get(layer)
     if node is None:
         raise NotFound(
