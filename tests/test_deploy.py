@@ -173,6 +173,42 @@ def test_grafana_provisioning_and_dashboard_agree(compose):
             assert t["datasource"]["uid"] == source["uid"]
             used = metric_names_in(t["expr"])
             assert used and used <= known, (p["title"], used - known)
+    # no two panels on top of each other
+    cells = [(x, y) for p in dash["panels"] for x, y in cells_of(p["gridPos"])]
+    assert len(cells) == len(set(cells))
+
+
+def cells_of(pos: dict) -> list[tuple[int, int]]:
+    return [
+        (x, y)
+        for x in range(pos["x"], pos["x"] + pos["w"])
+        for y in range(pos["y"], pos["y"] + pos["h"])
+    ]
+
+
+def test_the_dashboard_shows_queue_time_and_the_average_batch_per_model():
+    dash = json.loads((DEPLOY / "grafana" / "dashboards" / "convserve.json").read_text())
+    panels = {p["title"]: p for p in dash["panels"]}
+    (queue,) = [p for title, p in panels.items() if title.startswith("Queue time")]
+    exprs = [t["expr"] for t in queue["targets"]]
+    assert queue["fieldConfig"]["defaults"]["unit"] == "s"
+    for q in ("0.5", "0.99"):
+        (expr,) = [e for e in exprs if e.startswith(f"histogram_quantile({q},")]
+        assert "convserve_queue_duration_seconds_bucket" in expr
+        assert re.search(r"sum by \(le, model, version\)", expr), expr
+    (batch,) = [p for title, p in panels.items() if title.startswith("Average batch size")]
+    ((expr, legend),) = [(t["expr"], t["legendFormat"]) for t in batch["targets"]]
+    top, bottom = expr.split(" / ")
+    assert "rate(convserve_inferences_total[" in top and top.startswith("sum by (model)")
+    assert "rate(convserve_batch_executions_total[" in bottom and bottom.startswith(
+        "sum by (model)"
+    )
+    assert legend == "{{model}}"
+    (doc,) = load_yaml(DEPLOY / "prometheus" / "alerts.yml")
+    (alert,) = [
+        r for g in doc["groups"] for r in g["rules"] if r["alert"] == "ConvserveQueueTimeHigh"
+    ]
+    assert "convserve_queue_duration_seconds_bucket" in alert["expr"]
 
 
 @pytest.mark.skipif(
