@@ -224,18 +224,30 @@ class Worker(ThreadWorker):
 
     def murder_pending(self) -> None:
         super().murder_pending()
-        now = time.monotonic()
         for conn in list(self.gathering.values()):
-            if conn.first_byte is not None and now - conn.first_byte > self.read_timeout:
-                detail = f"the request was not received within {self.read_timeout:g} s"
-            elif conn.first_byte is not None and now - conn.last_byte > self.idle_timeout:
-                detail = f"the client sent nothing for {self.idle_timeout:g} s"
-            elif conn.first_byte is None and now - conn.last_byte > self.cfg.keepalive:
+            if self._overdue(conn) is None:
+                continue
+            # Take what arrived since the last poll first: a starved event loop must not cut off
+            # a client whose bytes are already waiting on the socket.
+            self._gather(conn)
+            if id(conn) not in self.gathering:
+                continue  # handed to a thread, or closed by the client
+            detail = self._overdue(conn)
+            if detail == "":
                 self._close(conn)  # an idle connection that never started a request
-                continue
-            else:
-                continue
-            self._close(conn, timeout_response(f"{detail}; send the request faster"))
+            elif detail is not None:
+                self._close(conn, timeout_response(f"{detail}; send the request faster"))
+
+    def _overdue(self, conn: Any) -> str | None:
+        """Why `conn` is past its time ("" for idle before any request), or None."""
+        now = time.monotonic()
+        if conn.first_byte is None:
+            return "" if now - conn.last_byte > self.cfg.keepalive else None
+        if now - conn.first_byte > self.read_timeout:
+            return f"the request was not received within {self.read_timeout:g} s"
+        if now - conn.last_byte > self.idle_timeout:
+            return f"the client sent nothing for {self.idle_timeout:g} s"
+        return None
 
     # -- in a thread ------------------------------------------------------------------------
 
