@@ -11,8 +11,9 @@ RUN python -m venv /opt/venv
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY service ./service
-# A regular (not editable) install of the package and its runtime dependencies; no dev extras.
-RUN /opt/venv/bin/pip install .
+# A regular (not editable) install of the package and its runtime dependencies, with the onnx
+# extra (ONNX uploads are part of the API: without it they would be answered 415); no dev extras.
+RUN /opt/venv/bin/pip install ".[onnx]"
 
 FROM python:${PYTHON}-slim-bookworm AS runtime
 LABEL org.opencontainers.image.title="convserve" \

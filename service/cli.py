@@ -69,7 +69,13 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from .onnx_import import external_locations, import_onnx, unpack_upload
+    from .onnx_import import (
+        complete_spec,
+        external_locations,
+        import_onnx,
+        parse_labels,
+        unpack_upload,
+    )
     from .weights import dump_npz
 
     src = Path(args.model)
@@ -83,6 +89,12 @@ def cmd_import(args: argparse.Namespace) -> int:
         if Path(location).name == location and beside.is_file():
             external[location] = beside.read_bytes()
     spec, arrays = import_onnx(data, external)
+    try:
+        labels = parse_labels(Path(args.labels).read_text("utf-8")) if args.labels else None
+    except ValueError as err:
+        raise SpecError([], detail=f"{args.labels}: {err}") from None
+    preprocess = _read_json(args.preprocess) if args.preprocess else None
+    spec = complete_spec(spec, labels, preprocess)
     arch = Architecture.from_spec(spec)
     arch.check_weights(arrays)
     prefix = Path(args.output) if args.output else src.with_suffix("")
@@ -235,6 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="FILE",
         help="an external data file of the model (default: the files it names, from its folder)",
+    )
+    p.add_argument("--labels", metavar="FILE", help="class names: a JSON list or one per line")
+    p.add_argument(
+        "--preprocess", metavar="JSON", help="a JSON file of the image preprocessing (as in specs)"
     )
     p.add_argument("-o", "--output", help="path prefix of the .json and .npz (default: beside it)")
     p.set_defaults(func=cmd_import)

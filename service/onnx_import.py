@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import posixpath
 import re
 import zipfile
@@ -28,9 +29,11 @@ from .errors import Problem, SpecError, UnsupportedMedia
 
 MIN_OPSET = 11
 SUPPORTED = (
-    "Conv, MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool, Gemm, MatMul (+ Add bias), "
-    "Flatten, Reshape (to 2-D), BatchNormalization, LRN, Relu, Clip (0, 6), LeakyRelu, Sigmoid, "
-    "Tanh, Softmax, Add, Concat, Dropout, Identity"
+    "Conv, MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool, ReduceMean and ReduceMax (over "
+    "the spatial axes), Gemm, MatMul (+ Add bias), Flatten, Reshape (to 2-D), BatchNormalization, "
+    "LRN, Relu, Clip (0, 6), LeakyRelu, Sigmoid, Tanh, Softmax, Add, Concat, Dropout, Identity, "
+    "and constant subgraphs (Constant, Shape, Cast, Reshape, Concat, … of constants), which are "
+    "folded"
 )
 
 
@@ -55,10 +58,16 @@ class _Graph:
     consts: dict[str, np.ndarray]
     shapes: dict[str, list[int | None]]
     opset: int
+    dtypes: dict[str, np.dtype]
     producer: dict[str, str] = field(default_factory=dict)  # tensor → layer name
     layers: list[dict[str, Any]] = field(default_factory=list)
     weights: dict[str, np.ndarray] = field(default_factory=dict)
     names: set[str] = field(default_factory=set)
+    #: tensors whose node was refused: what reads them is not reported again
+    failed: set[str] = field(default_factory=set)
+    #: constants computed from a size known only at run time (the batch), -1 standing for it:
+    #: good for a Reshape's target ([N, -1]), for nothing else
+    dynamic: set[str] = field(default_factory=set)
 
     def layer(self, node: Any, kind: str, inputs: list[str], **fields: Any) -> dict[str, Any]:
         name = self._name(node)
@@ -71,6 +80,8 @@ class _Graph:
         return layer
 
     def source(self, node: Any, tensor: str) -> str:
+        if tensor in self.failed:
+            raise _FollowOn()
         if tensor not in self.producer:
             what = "a constant" if tensor in self.consts else "not computed by any earlier node"
             raise _fail(
@@ -81,22 +92,30 @@ class _Graph:
         return self.producer[tensor]
 
     def const(self, node: Any, tensor: str, what: str) -> np.ndarray:
-        if tensor not in self.consts:
+        if tensor not in self.consts or tensor in self.dynamic:
             raise _fail(
                 _node_name(node),
                 f"ONNX node {_node_name(node)!r} ({node.op_type}) computes its {what} at run "
                 f"time; convserve needs it stored in the model (an initializer)",
             )
-        return self.consts[tensor]
+        return np.asarray(self.consts[tensor], dtype=np.float32)
 
     def _name(self, node: Any) -> str:
-        base = _sanitize(_param_prefix(node, self) or node.name or node.output[0])
-        name, i = base, 1
+        return self.unique(_module_path(node, self))
+
+    def unique(self, base: str) -> str:
+        """`base`, or `base_1`, `base_2`… when taken (PyTorch's own way of numbering calls)."""
+        base = _sanitize(base)
+        name, i = base, 0
         while name in self.names:
             i += 1
             name = f"{base}_{i}"
         self.names.add(name)
         return name
+
+
+class _FollowOn(Exception):
+    """A node reads what a refused node computes: that node's problem already says why."""
 
 
 def _node_name(node: Any) -> str:
@@ -113,6 +132,37 @@ def _param_prefix(node: Any, g: _Graph) -> str | None:
         if tensor in g.consts and "." in tensor and not tensor.startswith("onnx::"):
             return tensor.rsplit(".", 1)[0]
     return None
+
+
+_QUOTED = re.compile(r"'((?:[^'\\]|\\.)*)'|\"((?:[^\"\\]|\\.)*)\"")
+
+
+def _name_scopes(node: Any) -> list[str]:
+    """PyTorch's dynamo exporter records the module path of every node: `['', 'layer1',
+    'layer1.0', 'layer1.0.relu', 'relu_1']` (each scope the full path, then the call)."""
+    for prop in node.metadata_props:
+        if prop.key == "pkg.torch.onnx.name_scopes" and len(prop.value) < 10_000:
+            return [a or b for a, b in _QUOTED.findall(prop.value)]
+    return []
+
+
+def _module_path(node: Any, g: _Graph) -> str:
+    """A readable layer name: the PyTorch module path the node came from.
+
+    From the weights' names (`layer1.0.conv1.weight`), else the dynamo exporter's name scopes
+    (the innermost module, or the call's name for a function called at the top level), else the
+    TorchScript exporter's node name (`/layer1/layer1.0/relu/Relu` → `layer1.0.relu`).
+    """
+    prefix = _param_prefix(node, g)
+    if prefix:
+        return prefix
+    scopes = _name_scopes(node)
+    if len(scopes) >= 2:
+        return scopes[-2] or scopes[-1]
+    parts = [p for p in (node.name or "").split("/") if p]
+    if node.name.startswith("/") and len(parts) >= 2:
+        return parts[-2]
+    return node.name or node.output[0]
 
 
 def _sanitize(text: str) -> str:
@@ -359,7 +409,16 @@ def _flatten(g: _Graph, node: Any, a: dict[str, Any]) -> None:
 def _reshape(g: _Graph, node: Any, a: dict[str, Any]) -> None:
     out = g.shapes.get(node.output[0])
     target = g.consts.get(node.input[1]) if len(node.input) > 1 else None
+    if len(node.input) > 1 and node.input[1] in g.dynamic:  # [N, -1] and the like: its length
+        target = np.full(len(target), -1) if target is not None else None
     to_2d = (out is not None and len(out) == 2) or (target is not None and len(target) == 2)
+    dims = g.shapes.get(node.input[0]) or []
+    features = int(np.prod(dims[1:])) if dims and None not in dims[1:] else None
+    second = [d for d in (out[1] if out and len(out) == 2 else None,
+                          int(target[1]) if target is not None and len(target) == 2 else None)
+              if d is not None and d > 0]  # fmt: skip
+    if to_2d and features is not None and any(d != features for d in second):
+        to_2d = False  # [N, C, H, W] → [N·C, H·W] and the like are not a flatten
     if not to_2d:
         raise _fail(
             _node_name(node),
@@ -367,6 +426,35 @@ def _reshape(g: _Graph, node: Any, a: dict[str, Any]) -> None:
             f"reshaping to [N, features] (a flatten)",
         )
     g.layer(node, "flatten", [node.input[0]])
+
+
+def _reduce(g: _Graph, node: Any, a: dict[str, Any]) -> None:
+    """ReduceMean/ReduceMax over every spatial axis: a global pool, as PyTorch exports
+    AdaptiveAvgPool2d(1) and `x.mean((2, 3))` (then flattened when keepdims=0)."""
+    shape = g.shapes.get(node.input[0]) or []
+    rank = len(shape)
+    if "axes" in a:  # an attribute up to opset 17, an input since 18
+        axes = [int(x) for x in a["axes"]]
+    elif len(node.input) > 1 and node.input[1]:
+        axes = [int(x) for x in np.ravel(g.const(node, node.input[1], "axes"))]
+    else:
+        axes = []
+    axes = sorted(x + rank if x < 0 else x for x in axes)
+    spatial = list(range(2, rank))
+    if not rank or not spatial or axes != spatial:
+        over = f"axes {axes}" if axes else "every axis"
+        raise _fail(
+            _node_name(node),
+            f"{node.op_type} {_node_name(node)!r} reduces over {over} of a rank-{rank or '?'} "
+            f"tensor; convserve runs it over all spatial axes ({spatial or '2, 3, …'}) as a "
+            f"global pool, as AdaptiveAvgPool2d(1) or x.mean((2, 3)) export",
+        )
+    kind = "global_avgpool" if node.op_type == "ReduceMean" else "global_maxpool"
+    layer = g.layer(node, kind, [node.input[0]])
+    if not int(a.get("keepdims", 1)):
+        flat = {"name": g.unique(f"{layer['name']}.flatten"), "type": "flatten"}
+        g.layers.append(flat)
+        g.producer[node.output[0]] = flat["name"]
 
 
 def _concat(g: _Graph, node: Any, a: dict[str, Any]) -> None:
@@ -396,6 +484,8 @@ CONVERTERS: dict[str, Callable[[_Graph, Any, dict[str, Any]], None]] = {
     "MaxPool": _pool,
     "AveragePool": _pool,
     "GlobalAveragePool": _simple("global_avgpool"),
+    "ReduceMean": _reduce,
+    "ReduceMax": _reduce,
     "GlobalMaxPool": _simple("global_maxpool"),
     "Gemm": _gemm,
     "MatMul": _matmul,
@@ -420,6 +510,166 @@ CONVERTERS: dict[str, Callable[[_Graph, Any, dict[str, Any]], None]] = {
     "Dropout": _alias,
     "Identity": _alias,
 }
+
+
+# -- constant folding --------------------------------------------------------------------------
+
+#: Largest tensor a folded node may make (a constant the exporter did not fold itself is a bias
+#: or a shape, not a weight-sized array; this keeps a hostile graph from asking for gigabytes).
+FOLD_MAX_ELEMENTS = 1 << 24
+
+
+def _np_dtype(onnx_type: int) -> np.dtype:
+    return np.dtype(_onnx().helper.tensor_dtype_to_np_dtype(onnx_type))
+
+
+def _bounded(shape: Any) -> tuple[int, ...]:
+    dims = tuple(int(d) for d in np.ravel(shape))
+    if any(d < 0 for d in dims) or np.prod(dims, dtype=np.float64) > FOLD_MAX_ELEMENTS:
+        raise ValueError(f"a folded constant of shape {list(dims)} is too large")
+    return dims
+
+
+def _axes(node: Any, a: dict[str, Any], v: list[Any], index: int) -> list[int] | None:
+    if "axes" in a:
+        return [int(x) for x in a["axes"]]
+    if len(v) > index and v[index] is not None:
+        return [int(x) for x in np.ravel(v[index])]
+    return None
+
+
+def _squeezed(node: Any, a: dict[str, Any], v: list[Any]) -> tuple[int, ...] | None:
+    axes = _axes(node, a, v, 1)
+    return None if axes is None else tuple(axes)
+
+
+def _range(start: Any, limit: Any, delta: Any) -> np.ndarray:
+    count = np.ceil((float(limit) - float(start)) / float(delta)) if float(delta) else np.inf
+    _bounded([max(count, 0)])
+    return np.arange(start, limit, delta, dtype=np.result_type(start, limit, delta))
+
+
+def _reshape_const(x: np.ndarray, shape: np.ndarray, allowzero: int) -> np.ndarray:
+    dims = [int(d) for d in np.ravel(shape)]
+    if not allowzero:
+        dims = [x.shape[i] if d == 0 and i < x.ndim else d for i, d in enumerate(dims)]
+    return x.reshape(dims)
+
+
+def _slice(x: np.ndarray, node: Any, a: dict[str, Any], v: list[Any]) -> np.ndarray:
+    if "starts" in a:  # opset < 10
+        starts, ends, axes, steps = a["starts"], a["ends"], a.get("axes"), None
+    else:
+        starts, ends = np.ravel(v[1]), np.ravel(v[2])
+        axes = np.ravel(v[3]) if len(v) > 3 and v[3] is not None else None
+        steps = np.ravel(v[4]) if len(v) > 4 and v[4] is not None else None
+    axes = list(range(len(starts))) if axes is None else [int(i) for i in axes]
+    steps = [1] * len(starts) if steps is None else [int(i) for i in steps]
+    index = [slice(None)] * x.ndim
+    for axis, start, end, step in zip(axes, starts, ends, steps, strict=True):
+        big = np.iinfo(np.int64).max // 2
+        index[axis] = slice(max(min(int(start), big), -big), max(min(int(end), big), -big), step)
+    return x[tuple(index)]
+
+
+def _cast_like(g: _Graph, node: Any, a: dict[str, Any], v: list[Any]) -> np.ndarray:
+    like = v[1] if v[1] is not None else np.empty(0, g.dtypes.get(node.input[1], np.float32))
+    return v[0].astype(like.dtype)
+
+
+def _shape_of(g: _Graph, node: Any, a: dict[str, Any], v: list[Any]) -> np.ndarray:
+    dims = list(v[0].shape) if v[0] is not None else g.shapes.get(node.input[0])
+    if dims is None:
+        raise _fail(
+            _node_name(node),
+            f"Shape {_node_name(node)!r} reads the size of {node.input[0]!r}, which ONNX's shape "
+            f"inference could not tell",
+        )
+    start, end = int(a.get("start", 0)), a.get("end")
+    dims = dims[start : None if end is None else int(end)]
+    if None in dims:  # the batch axis of a dynamic export: only a Reshape target may use it
+        g.dynamic.add(node.output[0])
+    return np.array([-1 if d is None else d for d in dims], np.int64)
+
+
+_FOLDERS: dict[str, Callable[[_Graph, Any, dict[str, Any], list[Any]], np.ndarray]] = {
+    "Identity": lambda g, n, a, v: v[0],
+    "Cast": lambda g, n, a, v: v[0].astype(_np_dtype(int(a["to"]))),
+    "CastLike": _cast_like,
+    "Shape": _shape_of,
+    "Size": lambda g, n, a, v: np.array(v[0].size, np.int64),
+    "Reshape": lambda g, n, a, v: _reshape_const(v[0], v[1], int(a.get("allowzero", 0))),
+    "Flatten": lambda g, n, a, v: v[0].reshape(
+        int(np.prod(v[0].shape[: int(a.get("axis", 1))])), -1
+    ),
+    "Concat": lambda g, n, a, v: np.concatenate(v, axis=int(a["axis"])),
+    "Gather": lambda g, n, a, v: np.take(v[0], v[1], axis=int(a.get("axis", 0))),
+    "Unsqueeze": lambda g, n, a, v: np.expand_dims(v[0], tuple(_axes(n, a, v, 1) or ())),
+    "Squeeze": lambda g, n, a, v: np.squeeze(v[0], _squeezed(n, a, v)),
+    "Slice": lambda g, n, a, v: _slice(v[0], n, a, v),
+    "Transpose": lambda g, n, a, v: np.transpose(v[0], a.get("perm")),
+    "Expand": lambda g, n, a, v: np.broadcast_to(
+        v[0], _bounded(np.broadcast_shapes(v[0].shape, _bounded(v[1])))
+    ).copy(),
+    "ConstantOfShape": lambda g, n, a, v: np.full(
+        _bounded(v[0]),
+        _array(a["value"]).ravel()[0] if "value" in a else np.float32(0),
+    ),
+    "Range": lambda g, n, a, v: _range(v[0], v[1], v[2]),
+    "Add": lambda g, n, a, v: np.add(v[0], v[1]),
+    "Sub": lambda g, n, a, v: np.subtract(v[0], v[1]),
+    "Mul": lambda g, n, a, v: np.multiply(v[0], v[1]),
+    "Div": lambda g, n, a, v: (
+        np.floor_divide(v[0], v[1]) if v[0].dtype.kind in "iu" else np.divide(v[0], v[1])
+    ),
+    "Neg": lambda g, n, a, v: np.negative(v[0]),
+    "Sqrt": lambda g, n, a, v: np.sqrt(v[0]),
+    "Reciprocal": lambda g, n, a, v: np.reciprocal(v[0]),
+    "Equal": lambda g, n, a, v: np.equal(v[0], v[1]),
+    "Where": lambda g, n, a, v: np.where(v[0], v[1], v[2]),
+}
+
+#: Ops folded even though an input is computed at run time: only its type or size is read.
+_READS_ONLY_METADATA = {"Shape": 0, "Size": 0, "CastLike": 1}
+
+
+def _constant(node: Any, a: dict[str, Any]) -> np.ndarray:
+    if "value" in a:
+        return _array(a["value"])
+    for key, dtype in (("value_float", np.float32), ("value_floats", np.float32),
+                       ("value_int", np.int64), ("value_ints", np.int64)):  # fmt: skip
+        if key in a:
+            return np.array(a[key], dtype)
+    raise _fail(_node_name(node), f"Constant {_node_name(node)!r} holds no numeric value")
+
+
+def _fold(g: _Graph, node: Any, a: dict[str, Any]) -> bool:
+    """Evaluate a node whose inputs are all constants (leftovers of an export that did not fold
+    them: shape arithmetic, casts, expanded biases); False when it reads run-time values."""
+    if node.op_type == "Constant":
+        g.consts[node.output[0]] = _constant(node, a)
+        return True
+    fold = _FOLDERS.get(node.op_type)
+    if fold is None or len(node.output) != 1:
+        return False
+    metadata_only = _READS_ONLY_METADATA.get(node.op_type)
+    values: list[Any] = []
+    for i, tensor in enumerate(node.input):
+        if not tensor:
+            values.append(None)
+        elif tensor in g.consts:
+            values.append(g.consts[tensor])
+        elif i == metadata_only and tensor not in g.failed:
+            values.append(None)
+        else:
+            return False
+    value = np.asarray(fold(g, node, a, values))
+    if value.size > FOLD_MAX_ELEMENTS:
+        raise ValueError(f"a folded constant of {value.size:,} values is too large")
+    g.consts[node.output[0]] = value
+    if any(t in g.dynamic for t in node.input):
+        g.dynamic.add(node.output[0])
+    return True
 
 
 # -- tensors and their external data ----------------------------------------------------------
@@ -537,6 +787,37 @@ def external_locations(data: bytes) -> set[str]:
     }
 
 
+def parse_labels(text: str) -> list[str]:
+    """Class names from a JSON list of strings, or from text with one label per line."""
+    stripped = text.strip()
+    if stripped.startswith("["):
+        try:
+            labels = json.loads(stripped)
+        except ValueError as err:
+            raise ValueError(f"labels look like JSON but are not valid JSON: {err}") from None
+        if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+            raise ValueError("labels given as JSON must be a list of strings")
+        return labels
+    lines = [line.strip() for line in text.splitlines()]
+    while lines and not lines[-1]:
+        lines.pop()
+    if not lines:
+        raise ValueError("labels are empty: give one label per line, or a JSON list")
+    return lines
+
+
+def complete_spec(
+    spec: dict[str, Any], labels: list[str] | None = None, preprocess: Any = None
+) -> dict[str, Any]:
+    """An imported spec with the class names and image preprocessing ONNX does not carry
+    (validated with the rest of the spec: a label per class, a mean per channel)."""
+    if labels is not None:
+        spec["labels"] = labels
+    if preprocess is not None:
+        spec["input"] = {**spec["input"], "preprocess": preprocess}
+    return spec
+
+
 ZIP_MAGIC = b"PK\x03\x04"
 
 
@@ -595,6 +876,27 @@ def _array(tensor: Any) -> np.ndarray:
     return numpy_helper.to_array(tensor)
 
 
+def _unsupported(node: Any) -> Problem:
+    hint = _HINTS.get(node.op_type, "")
+    return Problem(
+        _node_name(node),
+        "op_type",
+        f"ONNX node {_node_name(node)!r} is a {_op(node)}, which convserve cannot run{hint} "
+        f"(it runs {SUPPORTED})",
+    )
+
+
+#: A way out for ops people meet in CNN exports.
+_HINTS = {
+    "Resize": ": upsampling is not in convserve's vocabulary",
+    "Upsample": ": upsampling is not in convserve's vocabulary",
+    "HardSigmoid": ": hard-sigmoid / hard-swish (MobileNet v3) are not in convserve's vocabulary",
+    "HardSwish": ": hard-sigmoid / hard-swish (MobileNet v3) are not in convserve's vocabulary",
+    "Erf": ": GELU is not in convserve's vocabulary",
+    "Gelu": ": GELU is not in convserve's vocabulary",
+}
+
+
 # -- the whole model -----------------------------------------------------------------------
 
 
@@ -622,14 +924,19 @@ def import_onnx(
     with contextlib.suppress(Exception):  # shapes are a help, not a requirement
         model = onnx.shape_inference.infer_shapes(model)
     graph = model.graph
-    consts = {t.name: _array(t).astype(np.float32, copy=False) for t in graph.initializer}
+    consts = {t.name: _array(t) for t in graph.initializer}
+    infos = [*graph.input, *graph.value_info, *graph.output]
     shapes = {
         vi.name: [
             d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim
         ]
-        for vi in [*graph.input, *graph.value_info, *graph.output]
+        for vi in infos
     }
-    g = _Graph(consts, shapes, opset)
+    dtypes = {}
+    for vi in infos:
+        with contextlib.suppress(Exception):  # an undefined or unknown element type
+            dtypes[vi.name] = _np_dtype(vi.type.tensor_type.elem_type)
+    g = _Graph(consts, shapes, opset, dtypes)
 
     inputs = [vi for vi in graph.input if vi.name not in consts]
     if len(inputs) != 1:
@@ -648,27 +955,23 @@ def import_onnx(
 
     problems: list[Problem] = []
     for node in graph.node:
-        if node.op_type == "Constant":
-            value = _attrs(node).get("value")
-            if value is not None:
-                g.consts[node.output[0]] = _array(value).astype(np.float32)
-            continue
-        convert = CONVERTERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
-        if convert is None:
-            problems.append(
-                Problem(
-                    _node_name(node),
-                    "op_type",
-                    f"ONNX node {_node_name(node)!r} is a {_op(node)}, which convserve cannot "
-                    f"run (it runs {SUPPORTED})",
-                )
-            )
-            continue
+        standard = node.domain in ("", "ai.onnx")
+        convert = CONVERTERS.get(node.op_type) if standard else None
         try:
-            convert(g, node, _attrs(node))
+            a = _attrs(node)
+            if standard and _fold(g, node, a):
+                continue
+            if convert is None:  # listed even after a refused node: every op that cannot run
+                raise SpecError([_unsupported(node)])
+            if any(t in g.failed for t in node.input):
+                raise _FollowOn()
+            convert(g, node, a)
+        except _FollowOn:
+            g.failed.update(node.output)
         except SpecError as err:
             problems.extend(err.problems)
-        except (KeyError, ValueError, TypeError, IndexError) as err:
+            g.failed.update(node.output)
+        except (KeyError, ValueError, TypeError, IndexError, AttributeError) as err:
             problems.append(
                 Problem(
                     _node_name(node),
@@ -676,6 +979,7 @@ def import_onnx(
                     f"ONNX node {_node_name(node)!r} ({node.op_type}) could not be read: {err}",
                 )
             )
+            g.failed.update(node.output)
     if problems:
         raise SpecError(problems)
     if len(graph.output) != 1:

@@ -396,3 +396,33 @@ def test_the_cli_reads_data_files_given_or_beside_the_model_only(tmp_path, capsy
     assert main(["import", str(tmp_path / "sub" / "m.onnx")]) == 2  # not a path the model makes up
     capsys.readouterr()
     assert main(["import", str(tmp_path / "sub" / "m.onnx"), "--data", str(other)]) == 0
+
+
+def test_constant_chains_fold_and_huge_ones_are_refused():
+    """Shape → Gather → Unsqueeze → Concat → Cast → Reshape: a flatten computed the long way, and a
+    bias built from Constant + Identity + Cast; a ConstantOfShape asking for 10⁹ values is a 422."""
+    i64 = lambda name, v: numpy_helper.from_array(np.array(v, np.int64), name)  # noqa: E731
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"]),
+        helper.make_node("Gather", ["s", "zero"], ["n"], axis=0),
+        helper.make_node("Unsqueeze", ["n", "axes0"], ["n1"]),
+        helper.make_node("Concat", ["n1", "minus1"], ["target"], axis=0),
+        helper.make_node("Cast", ["target"], ["target64"], to=TensorProto.INT64),
+        helper.make_node("Reshape", ["x", "target64"], ["flat"]),
+        helper.make_node(
+            "Constant", [], ["b16"],
+            value=numpy_helper.from_array(np.arange(4, dtype=np.float16), "v"),
+        ),  # fmt: skip
+        helper.make_node("Identity", ["b16"], ["bi"]),
+        helper.make_node("Cast", ["bi"], ["b"], to=TensorProto.FLOAT),
+        helper.make_node("Gemm", ["flat", "w", "b"], ["y"], transB=1),
+    ]
+    inits = [i64("zero", 0), i64("axes0", [0]), i64("minus1", [-1]), init("w", 4, 2 * 3 * 3)]
+    spec = check(model(nodes, [2, 3, 3], inits), [2, 3, 3])
+    assert types(spec) == ["flatten", "linear"]
+    bomb = [
+        helper.make_node("ConstantOfShape", ["huge"], ["c"]),
+        helper.make_node("Add", ["x", "c"], ["y"]),
+    ]
+    with pytest.raises(SpecError, match="too large"):
+        import_onnx(model(bomb, [2], [i64("huge", [10**9])]))

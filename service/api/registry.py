@@ -11,7 +11,7 @@ from flask import Response, current_app
 from service import metrics
 from service.architecture import Architecture
 from service.errors import Malformed
-from service.onnx_import import import_onnx, unpack_upload
+from service.onnx_import import complete_spec, import_onnx, unpack_upload
 from service.registry.store import Registry
 from service.weights import dump_npz
 
@@ -118,13 +118,16 @@ def register_version(form: dict[str, Any], name: str) -> Any:
     """Register a new version: multipart `spec` (JSON) and `weights` (.npz), or an `onnx` model.
 
     An ONNX model comes as the .onnx file in part `onnx` with its external data file(s) in parts
-    `onnx_data`, or as one .zip of them all in part `onnx`. The model is created on first use.
+    `onnx_data`, or as one .zip of them all in part `onnx`; parts `labels` (a JSON list or one
+    per line) and `preprocess` (JSON, as `input.preprocess`) complete it. The model is created on
+    first use.
     The spec and the weights are validated first (422 with every problem, each naming its
     layer); an ONNX graph is converted first, and a node convserve cannot run is a 422 naming it.
     The version number is assigned by the server.
     """
     if "onnx" in form:
         spec, arrays = import_onnx(*onnx_upload(form))
+        spec = complete_spec(spec, form.get("labels"), form.get("preprocess"))
         spec_json, weights = spec, dump_npz(arrays)
     else:
         spec_json, weights = form["spec"], form["weights"].read()

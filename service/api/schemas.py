@@ -26,6 +26,24 @@ class SpecPart(fields.Field):
             raise ma.ValidationError(f"not valid JSON: {err}") from None
 
 
+class LabelsPart(fields.Field):
+    """The `labels` part: a JSON list of strings, or text with one label per line."""
+
+    def __init__(self, metadata: dict[str, Any] | None = None, **kwargs: Any):
+        super().__init__(metadata={"type": "string", "format": "binary", **(metadata or {})}, **kwargs)
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        from service.onnx_import import parse_labels
+
+        raw = value.read() if isinstance(value, FileStorage) else value
+        try:
+            return parse_labels(raw.decode("utf-8") if isinstance(raw, bytes) else str(raw))
+        except UnicodeDecodeError:
+            raise ma.ValidationError("labels must be UTF-8 text") from None
+        except ValueError as err:
+            raise ma.ValidationError(str(err)) from None
+
+
 class RegisterForm(ma.Schema):
     class Meta:
         unknown = ma.RAISE
@@ -46,6 +64,19 @@ class RegisterForm(ma.Schema):
             "never reads external data from anywhere else"
         },
     )
+    labels = LabelsPart(
+        metadata={
+            "description": "with `onnx`: the class names, a JSON list or one label per line "
+            "(a spec carries its own `labels`)"
+        }
+    )
+    preprocess = SpecPart(
+        metadata={
+            "type": "string",
+            "description": "with `onnx`: the image preprocessing as JSON, the spec's "
+            "`input.preprocess` (color, resize, scale, mean, std, …)"
+        }
+    )
     description = fields.String(load_default="", validate=validate.Length(max=10_000))
     tags = SpecPart(
         metadata={
@@ -65,8 +96,11 @@ class RegisterForm(ma.Schema):
 
     @ma.validates_schema
     def _one_form(self, data: dict[str, Any], **kwargs: Any) -> None:
-        if "onnx_data" in data and "onnx" not in data:
-            raise ma.ValidationError("onnx_data parts come with an onnx part", "onnx_data")
+        for part in ("onnx_data", "labels", "preprocess"):
+            if part in data and "onnx" not in data:
+                where = {"labels": "`labels`", "preprocess": "`input.preprocess`"}.get(part)
+                also = f"; a spec carries its own {where}" if where else ""
+                raise ma.ValidationError(f"{part} parts come with an onnx part{also}", part)
         if "onnx" in data:
             extra = [k for k in ("spec", "weights") if k in data]
             if extra:
