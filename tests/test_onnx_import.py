@@ -410,7 +410,9 @@ def test_constant_chains_fold_and_huge_ones_are_refused():
         helper.make_node("Cast", ["target"], ["target64"], to=TensorProto.INT64),
         helper.make_node("Reshape", ["x", "target64"], ["flat"]),
         helper.make_node(
-            "Constant", [], ["b16"],
+            "Constant",
+            [],
+            ["b16"],
             value=numpy_helper.from_array(np.arange(4, dtype=np.float16), "v"),
         ),  # fmt: skip
         helper.make_node("Identity", ["b16"], ["bi"]),

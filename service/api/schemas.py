@@ -30,7 +30,8 @@ class LabelsPart(fields.Field):
     """The `labels` part: a JSON list of strings, or text with one label per line."""
 
     def __init__(self, metadata: dict[str, Any] | None = None, **kwargs: Any):
-        super().__init__(metadata={"type": "string", "format": "binary", **(metadata or {})}, **kwargs)
+        binary = {"type": "string", "format": "binary"}
+        super().__init__(metadata={**binary, **(metadata or {})}, **kwargs)
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
         from service.onnx_import import parse_labels
@@ -74,7 +75,7 @@ class RegisterForm(ma.Schema):
         metadata={
             "type": "string",
             "description": "with `onnx`: the image preprocessing as JSON, the spec's "
-            "`input.preprocess` (color, resize, scale, mean, std, …)"
+            "`input.preprocess` (color, resize, scale, mean, std, …)",
         }
     )
     description = fields.String(load_default="", validate=validate.Length(max=10_000))
