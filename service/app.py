@@ -8,7 +8,7 @@ from flask import Flask
 
 from . import __version__, web
 from .api import problems, register_blueprints, security, telemetry
-from .api.parsing import ConvserveApi
+from .api.parsing import ConvserveApi, UploadRequest
 from .config import Settings
 from .imaging import set_pillow_pixel_limit
 from .registry.db import make_engine
@@ -45,7 +45,13 @@ def create_app(settings: Settings | None = None) -> Flask:
         MAX_FORM_MEMORY_SIZE=settings.max_upload_bytes,
     )
     app.json.ensure_ascii = False  # messages say 6×3×5×5, readable in curl's output
-    registry = Registry(make_engine(settings.database_url), settings.limits)
+    app.request_class = UploadRequest
+    registry = Registry(
+        make_engine(settings.database_url),
+        settings.limits,
+        # whatever can be uploaded can be unpacked (VGG-16's 528 MB .npz under the default)
+        max_weight_bytes=settings.max_upload_bytes,
+    )
     serving = DataPlane(
         registry,
         cache_bytes=settings.model_cache_bytes,

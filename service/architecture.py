@@ -113,6 +113,15 @@ class SpecSchema(Schema):
     metadata = fields.Dict(keys=fields.String())
 
 
+def _not_finite(a: np.ndarray, chunk: int = 1 << 22) -> int:
+    """How many values are NaN or infinite, a few MB at a time (not a mask as big as `a`)."""
+    flat = np.ravel(a, order="K")
+    return sum(
+        int(part.size - np.count_nonzero(np.isfinite(part)))
+        for part in (flat[i : i + chunk] for i in range(0, flat.size, chunk))
+    )
+
+
 def image_preprocess(input_: Mapping[str, Any]) -> dict[str, Any] | None:
     """The full image pipeline of a validated `input`, every default filled in; None when the
     input is not an image ([1 or 3, H, W]).
@@ -294,11 +303,15 @@ class Architecture:
 
     # -- weights -----------------------------------------------------------------------
 
-    def check_weights(self, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def check_weights(
+        self, arrays: Mapping[str, np.ndarray], keep: bool = True
+    ) -> dict[str, np.ndarray]:
         """Every expected array present with its exact shape, nothing unexpected, all finite.
 
         Returns the arrays as float32 (PyTorch's integer `num_batches_tracked` dropped); raises
-        SpecError listing every problem, each naming the array and the expected shape.
+        WeightsError listing every problem, each naming the array and the expected shape. Each
+        array is read from `arrays` once; with keep=False none is kept, so a lazy mapping (an
+        open .npz) is checked holding one array at a time, and {} is returned.
         """
         expected = self.weight_specs()
         problems: list[Problem] = []
@@ -339,9 +352,12 @@ class Architecture:
                 continue
             if spec.dtype == "int":
                 continue
-            with np.errstate(over="ignore"):  # too large for float32 becomes inf, reported
-                f32 = a.astype(np.float32)
-            bad = int(np.size(f32) - np.count_nonzero(np.isfinite(f32)))
+            if a.dtype == np.float32:
+                f32 = a
+            else:
+                with np.errstate(over="ignore"):  # too large for float32 becomes inf, reported
+                    f32 = a.astype(np.float32)
+            bad = _not_finite(f32)
             if bad:
                 problems.append(
                     Problem(
@@ -352,7 +368,9 @@ class Architecture:
                     )
                 )
                 continue
-            out[key] = f32
+            if keep:
+                out[key] = f32
+            del a, f32
         for key in arrays:
             if key not in expected:
                 problems.append(self._unexpected(key))

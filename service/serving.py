@@ -267,9 +267,10 @@ class DataPlane:
         return self.cache.get(version.key, lambda: self._load(version))
 
     def _load(self, version: Resolved) -> LoadedModel:
-        spec, data = self.registry.load(version)
+        spec, weights = self.registry.load_file(version)  # a temporary file, not bytes
         arch = Architecture.from_spec(spec)
-        plan = Plan(arch, arch.check_weights(load_npz(data)))
+        with weights.file:
+            plan = Plan(arch, arch.check_weights(load_npz(weights.file)))
         pre = arch.image_preprocess
         pipeline = ImagePipeline.from_description(pre, self.max_image_pixels) if pre else None
         # Every layer's output is an upper bound on what one input keeps alive during a run.

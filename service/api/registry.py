@@ -7,13 +7,14 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Response, current_app
+from werkzeug.datastructures import FileStorage
 
 from service import metrics
 from service.architecture import Architecture
 from service.errors import Malformed
 from service.onnx_import import complete_spec, import_onnx, unpack_upload
 from service.registry.store import Registry
-from service.weights import dump_npz
+from service.weights import HashingFile, WeightsFile, dump_npz
 
 from .parsing import ApiBlueprint
 from .problems import status_of
@@ -130,11 +131,19 @@ def register_version(form: dict[str, Any], name: str) -> Any:
         spec = complete_spec(spec, form.get("labels"), form.get("preprocess"))
         spec_json, weights = spec, dump_npz(arrays)
     else:
-        spec_json, weights = form["spec"], form["weights"].read()
+        spec_json, weights = form["spec"], uploaded(form["weights"])
     doc = registry().register(
         name, spec_json, weights, form["description"], actor=actor(), tags=form.get("tags")
     )
     return doc, 201, {"Location": f"/v1/models/{name}/versions/{doc['version']}"}
+
+
+def uploaded(upload: FileStorage) -> WeightsFile:
+    """An uploaded file as the request wrote it: on disk, hashed while it arrived."""
+    stream = upload.stream
+    if isinstance(stream, HashingFile):
+        return stream.weights_file()
+    return WeightsFile.from_stream(stream)  # a request class of werkzeug's own
 
 
 def onnx_upload(form: dict[str, Any]) -> tuple[bytes, dict[str, bytes]]:
@@ -177,9 +186,14 @@ def delete_version(name: str, ref: str) -> None:
     description="the .npz exactly as registered",
 )
 def get_weights(name: str, ref: str) -> Response:
-    """The weights file as stored, byte for byte (checked against its sha256 first)."""
-    number, data, digest = registry().weights(name, ref)
-    resp = Response(data, mimetype="application/octet-stream")
+    """The weights file as stored, byte for byte, streamed from the database chunk by chunk.
+
+    The bytes are hashed on the way: stored content that no longer matches its sha256 ends the
+    response short of its Content-Length, so no client takes it for the file.
+    """
+    number, digest, size, chunks = registry().weights_stream(name, ref)
+    resp = Response(chunks, mimetype="application/octet-stream")
+    resp.headers["Content-Length"] = str(size)
     resp.headers["Content-Disposition"] = f'attachment; filename="{name}-v{number}.npz"'
     resp.headers["ETag"] = f'"{digest}"'
     resp.headers["X-Content-SHA256"] = digest

@@ -24,12 +24,18 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from service.architecture import Architecture, Limits, image_preprocess
 from service.errors import Conflict, IntegrityFailure, Malformed, NotFound
-from service.weights import load_npz
+from service.weights import (
+    DEFAULT_MAX_BYTES,
+    HashingFile,
+    WeightsFile,
+    check_npz,
+    load_npz,
+)
 
 from .db import WRITE, PreparedRead
 from .diff import diff as layer_diff
 from .history import ACTIONS, ANONYMOUS, event_doc, read_events, record_event, record_set_config
-from .tables import aliases, blobs, model_configs, models, version_tags, versions
+from .tables import aliases, blob_chunks, blobs, model_configs, models, version_tags, versions
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 ALIAS_RE = re.compile(r"^[a-z][a-z0-9._-]{0,63}$")
@@ -173,9 +179,16 @@ _PREFERRED = (  # the version alias :alias names, else the newest
 class Registry:
     """Models, their immutable numbered versions, aliases and weights, in one SQL database."""
 
-    def __init__(self, engine: Engine, limits: Limits | None = None):
+    def __init__(
+        self,
+        engine: Engine,
+        limits: Limits | None = None,
+        max_weight_bytes: int = DEFAULT_MAX_BYTES,
+    ):
         self.engine = engine
         self.limits = limits or Limits()
+        #: the most a weights file may unpack to (the service passes its upload limit)
+        self.max_weight_bytes = max_weight_bytes
         self._by_number = PreparedRead(engine, _BY_NUMBER)
         self._by_alias = PreparedRead(engine, _BY_ALIAS)
         self._preferred = PreparedRead(engine, _PREFERRED)
@@ -207,18 +220,24 @@ class Registry:
         self,
         name: str,
         spec: Any,
-        weights: bytes,
+        weights: bytes | WeightsFile,
         description: str = "",
         actor: str = ANONYMOUS,
         tags: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """Validate, then store a new version (with its tags); returns its document."""
+        """Validate, then store a new version (with its tags); returns its document.
+
+        `weights` is the .npz as bytes, or as a file hashed while it was uploaded: it is checked
+        against the spec array by array from that file and stored in chunks, so a file of
+        hundreds of megabytes is never held in memory whole.
+        """
         for key, value in (tags or {}).items():
             check_tag(key, value)
         check_name(name)
         arch = Architecture.from_spec(spec, self.limits)
-        arch.check_weights(load_npz(weights))
-        spec_sha, weights_sha = sha256(canonical_json(spec)), sha256(weights)
+        wf = weights if isinstance(weights, WeightsFile) else WeightsFile.from_bytes(weights)
+        check_npz(arch, wf, self.max_weight_bytes)
+        spec_sha, weights_sha = sha256(canonical_json(spec)), wf.sha256
         totals = arch.totals()
         for attempt in range(5):
             try:
@@ -233,7 +252,7 @@ class Registry:
                         ).scalar_one()
                         - 1
                     )
-                    self._put_blob(conn, weights_sha, weights)
+                    self._put_blob(conn, wf)
                     version_id = conn.execute(
                         sa.insert(versions)
                         .values(
@@ -271,9 +290,14 @@ class Registry:
         conn.execute(insert.on_conflict_do_nothing(index_elements=["name"]))
         return conn.execute(sa.select(models.c.id).where(models.c.name == name)).scalar_one()
 
-    def _put_blob(self, conn: Connection, digest: str, data: bytes) -> None:
-        stmt = _insert(conn, blobs).values(sha256=digest, size=len(data), data=data)
-        conn.execute(stmt.on_conflict_do_nothing(index_elements=["sha256"]))
+    def _put_blob(self, conn: Connection, wf: WeightsFile) -> None:
+        """The file as a blob row and its chunks (PostgreSQL caps a bytea value at 1 GB, and a
+        value is read and written whole); nothing when the same content is already stored."""
+        stmt = _insert(conn, blobs).values(sha256=wf.sha256, size=wf.size, data=b"")
+        stmt = stmt.on_conflict_do_nothing(index_elements=["sha256"]).returning(blobs.c.sha256)
+        if conn.execute(stmt).first() is not None:  # a row only when this insert added it
+            for seq, chunk in enumerate(wf.chunks()):
+                conn.execute(sa.insert(blob_chunks).values(sha256=wf.sha256, seq=seq, data=chunk))
 
     # -- read --------------------------------------------------------------------------
 
@@ -398,36 +422,76 @@ class Registry:
             return list(conn.execute(q.order_by(versions.c.number)).scalars())
 
     def load(self, version: Resolved) -> tuple[dict[str, Any], bytes]:
-        """The spec and the verified weights file of a resolved version."""
+        """The spec and the verified weights file of a resolved version, as bytes."""
+        spec, wf = self.load_file(version)
+        return spec, wf.file.read()
+
+    def load_file(self, version: Resolved) -> tuple[dict[str, Any], WeightsFile]:
+        """The spec and the verified weights of a resolved version, as a temporary file (on disk
+        beyond a megabyte): what loading a model needs without holding the file's bytes too."""
         with self._read() as conn:
-            row = conn.execute(
-                sa.select(versions.c.spec, blobs.c.data)
-                .join(blobs, blobs.c.sha256 == versions.c.weights_sha256)
-                .where(versions.c.id == version.id)
-            ).first()
-        if row is None:
+            spec = conn.execute(
+                sa.select(versions.c.spec).where(versions.c.id == version.id)
+            ).scalar()
+        if spec is None:
             raise NotFound(f"{version.model} version {version.number} was deleted meanwhile")
-        data = bytes(row.data)
-        if sha256(data) != version.weights_sha256:
+        out = HashingFile()
+        for chunk in self._chunks(version.weights_sha256, f"{version.model} version "
+                                  f"{version.number}"):  # fmt: skip
+            out.write(chunk)
+        wf = out.weights_file()
+        if wf.sha256 != version.weights_sha256:
             raise IntegrityFailure(
                 f"the stored weights of {version.model} version {version.number} do not match "
                 f"their sha256"
             )
-        return row.spec, data
+        return spec, wf
 
     def weights(self, name: str, ref: str) -> tuple[int, bytes, str]:
         """(number, bytes, sha256) of a version's weights file, verified against its checksum."""
+        number, digest, _, chunks = self.weights_stream(name, ref)
+        return number, b"".join(chunks), digest
+
+    def weights_stream(self, name: str, ref: str) -> tuple[int, str, int, Iterator[bytes]]:
+        """(number, sha256, size, chunks) of a version's weights file, read chunk by chunk.
+
+        The chunks are hashed as they go: content that does not match its sha256 raises
+        IntegrityFailure at the end, which cuts a response short of its Content-Length.
+        """
         with self._read() as conn:
             v = self._resolve(conn, self._model_row(conn, name), ref)
-            data = conn.execute(
-                sa.select(blobs.c.data).where(blobs.c.sha256 == v["weights_sha256"])
+            size = conn.execute(
+                sa.select(blobs.c.size).where(blobs.c.sha256 == v["weights_sha256"])
             ).scalar_one()
-        data = bytes(data)
-        if sha256(data) != v["weights_sha256"]:
-            raise IntegrityFailure(
-                f"the stored weights of {name} version {v['number']} do not match their sha256"
-            )
-        return v["number"], data, v["weights_sha256"]
+        what = f"{name} version {v['number']}"
+
+        def verified() -> Iterator[bytes]:
+            h = hashlib.sha256()
+            for chunk in self._chunks(v["weights_sha256"], what):
+                h.update(chunk)
+                yield chunk
+            if h.hexdigest() != v["weights_sha256"]:
+                raise IntegrityFailure(f"the stored weights of {what} do not match their sha256")
+
+        return v["number"], v["weights_sha256"], size, verified()
+
+    def _chunks(self, digest: str, what: str) -> Iterator[bytes]:
+        """A blob's chunks in order, each its own short query: a slow reader holds no
+        connection, and memory holds one chunk."""
+        seq = 0
+        while True:
+            with self._read() as conn:
+                data = conn.execute(
+                    sa.select(blob_chunks.c.data).where(
+                        blob_chunks.c.sha256 == digest, blob_chunks.c.seq == seq
+                    )
+                ).scalar()
+            if data is None:
+                if seq == 0:
+                    raise NotFound(f"the weights of {what} were deleted meanwhile")
+                return
+            yield bytes(data)
+            seq += 1
 
     # -- delete and alias --------------------------------------------------------------
 
@@ -827,6 +891,7 @@ class Registry:
                 sa.select(versions.c.id).where(versions.c.weights_sha256 == digest).limit(1)
             ).first()
             if still_used is None:
+                conn.execute(sa.delete(blob_chunks).where(blob_chunks.c.sha256 == digest))
                 conn.execute(sa.delete(blobs).where(blobs.c.sha256 == digest))
 
 

@@ -24,12 +24,29 @@ models = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
-# Weights files, content-addressed: versions with identical weights share one blob.
+# Weights files, content-addressed: versions with identical weights share one blob. The bytes
+# are in blob_chunks; `data` is empty since migration 0004 (kept so that migration is a copy,
+# not a rebuild of the table versions refer to).
 blobs = sa.Table(
     "blobs",
     metadata,
     sa.Column("sha256", sa.String(64), primary_key=True),
     sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+)
+
+# A blob's bytes in order, in pieces of weights.CHUNK_BYTES: PostgreSQL caps a bytea value at
+# 1 GB and reads and writes a value whole, so one row per file would bound model size and memory.
+blob_chunks = sa.Table(
+    "blob_chunks",
+    metadata,
+    sa.Column(
+        "sha256",
+        sa.String(64),
+        sa.ForeignKey("blobs.sha256", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("seq", sa.Integer, primary_key=True),
     sa.Column("data", sa.LargeBinary, nullable=False),
 )
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 
 from service.architecture import Architecture
+from service.errors import IntegrityFailure
 from service.registry.store import canonical_json
-from service.registry.tables import blobs, models, versions
+from service.registry.tables import blob_chunks, blobs, models, versions
 from tests.conftest import lenet_weights, load_model_spec, upload
 
 PROBLEM = "application/problem+json"
@@ -236,8 +238,16 @@ def test_body_size_is_bounded(make_app):
 def test_corrupt_stored_weights_are_detected(client, registry):
     register(client)
     with registry.engine.begin() as conn:
-        conn.execute(sa.update(blobs).values(data=b"tampered"))
-    assert_problem(client.get("/v1/models/lenet/versions/1/weights"), 500, "do not match")
+        conn.execute(sa.update(blob_chunks).values(data=b"tampered"))
+    # a model is checked against its sha256 before it is loaded
+    x = np.zeros((1, 1, 32, 32)).tolist()
+    resp = client.post("/v1/models/lenet/predict", json={"instances": x})
+    assert_problem(resp, 500, "do not match")
+    # a download streams, hashed on the way: it stops short of its Content-Length with an error
+    resp = client.get("/v1/models/lenet/versions/1/weights", buffered=False)
+    assert resp.status_code == 200 and int(resp.headers["Content-Length"]) > len(b"tampered")
+    with pytest.raises(IntegrityFailure, match="do not match"):
+        resp.get_data()
 
 
 def test_unknown_things_are_404_naming_them(client):
