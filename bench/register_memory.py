@@ -110,7 +110,8 @@ def run(label: str, db_url: str, spec_path: Path, npz: Path, size: int) -> dict:
         t0 = time.perf_counter()
         out = subprocess.run(
             ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
-             "-F", f"spec=@{spec_path}", "-F", f"weights=@{npz}", base + "/v1/models/vgg16/versions"],
+             "-F", f"spec=@{spec_path}", "-F", f"weights=@{npz}",
+             base + "/v1/models/vgg16/versions"],
             capture_output=True, text=True, check=True,
         )  # fmt: skip
         seconds = time.perf_counter() - t0
@@ -128,7 +129,7 @@ def run(label: str, db_url: str, spec_path: Path, npz: Path, size: int) -> dict:
             capture_output=True, text=True, check=True,
         ).stdout.split()  # fmt: skip
         download = {"seconds": time.perf_counter() - t0, "rss_before": before,
-                    "peak": status(worker)["VmHWM"], "status": got[0], "bytes": int(got[1])}  # fmt: skip
+                    "peak": status(worker)["VmHWM"]}  # fmt: skip
         if got[0] != "200" or int(got[1]) != size:
             raise RuntimeError(f"{label}: download answered {got}")
         return {"register": register, "download": download}
@@ -139,8 +140,11 @@ def run(label: str, db_url: str, spec_path: Path, npz: Path, size: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--postgres", default=os.environ.get("TEST_DATABASE_URL"),
-                        help="a PostgreSQL URL (default: $TEST_DATABASE_URL); a schema is made")  # fmt: skip
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("TEST_DATABASE_URL"),
+        help="a PostgreSQL URL (default: $TEST_DATABASE_URL); a schema is made in it",
+    )
     parser.add_argument("--keep", help="folder for the .npz (default: a temporary one)")
     args = parser.parse_args()
     spec = json.loads((ROOT / "models" / "vgg16.json").read_text())
@@ -173,7 +177,8 @@ def main() -> None:
             extra = r["peak"] - r["rss_before"]
             print(f"| {db} | {step} | {r['seconds']:.1f} | {r['rss_before'] / MB:.0f} | "
                   f"{r['peak'] / MB:.0f} | {extra / MB:.0f} | {extra / size:.2f}× |")  # fmt: skip
-        print(f"| {db} | RSS after registering | | | | {steps['register']['rss_after'] / MB:.0f} | |")
+        after = steps["register"]["rss_after"] / MB
+        print(f"| {db} | RSS after registering: {after:.0f} MB | | | | | |")
 
 
 if __name__ == "__main__":

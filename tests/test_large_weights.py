@@ -36,9 +36,11 @@ def test_weights_are_stored_and_read_back_in_chunks(client, registry, monkeypatc
     data = lenet_weights(3)
     assert post(client, "big", data).status_code == 201
     with registry.engine.connect() as conn:
-        sizes = conn.execute(
-            sa.select(sa.func.length(blob_chunks.c.data)).order_by(blob_chunks.c.seq)
-        ).scalars().all()
+        sizes = (
+            conn.execute(sa.select(sa.func.length(blob_chunks.c.data)).order_by(blob_chunks.c.seq))
+            .scalars()
+            .all()
+        )
         legacy = conn.execute(sa.select(blobs.c.data)).scalar_one()
     assert len(sizes) == -(-len(data) // 4096) and sum(sizes) == len(data) and legacy == b""
     resp = client.get("/v1/models/big/versions/1/weights")
