@@ -31,7 +31,7 @@ from .catalogue.base import (
     plural,
     prod,
 )
-from .errors import Problem, SpecError
+from .errors import Problem, SpecError, WeightsError
 
 FLOAT_BYTES = 4
 
@@ -111,6 +111,10 @@ class SpecSchema(Schema):
     output = fields.String()
     description = fields.String()
     metadata = fields.Dict(keys=fields.String())
+
+
+#: marshmallow's message for a required field that is absent
+MISSING = "Missing data for required field."
 
 
 def _not_finite(a: np.ndarray, chunk: int = 1 << 22) -> int:
@@ -375,7 +379,7 @@ class Architecture:
             if key not in expected:
                 problems.append(self._unexpected(key))
         if problems:
-            raise SpecError(problems)
+            raise WeightsError(problems)
         return out
 
     def _unexpected(self, key: str) -> Problem:
@@ -416,6 +420,9 @@ class _Builder:
         self.raw = spec
         self.limits = limits
         self.problems: list[Problem] = []
+        #: layers lacking only fields their input decides (a conv's in_channels): the problem
+        #: is reported once the shapes reaching them are known, with the value to write
+        self.pending: dict[str, tuple[dict[str, Any], list[str]]] = {}
 
     def fail(self, layer: str | None, field: str | None, message: str) -> None:
         self.problems.append(Problem(layer, field, message))
@@ -446,6 +453,10 @@ class _Builder:
         shapes: dict[str, Shape] = {}
         if "input" in top and order is not None:
             nodes, shapes = self._shapes(order, input_name, tuple(top["input"]["shape"]))
+        for label, (raw, missing) in self.pending.items():  # never reached by a shape
+            for field in missing:
+                self.fail(label, field, f"{label} ({raw.get('type')}): {field}: {MISSING}")
+        if "input" in top and order is not None:
             if output in shapes:
                 self._labels(top.get("labels"), output, shapes[output])
             self._preprocess(top["input"])
@@ -504,7 +515,12 @@ class _Builder:
         try:
             cfg = kind.schema().load(raw)
         except ValidationError as err:
-            for field, msg in _flatten_messages(err.messages):
+            found = _flatten_messages(err.messages)
+            missing = [field for field, msg in found if msg == MISSING]
+            if found and len(missing) == len(found) and set(missing) <= set(kind.inferable):
+                self.pending[label] = (raw, missing)
+                return None, kind
+            for field, msg in found:
                 self.fail(label, field, f"{label} ({type_name}): {field}: {msg}")
             return None, kind
         name = cfg.pop("name")
@@ -604,9 +620,13 @@ class _Builder:
         nodes: list[Node] = []
         max_elems = self.limits.max_tensor_elements
         for e in order:
-            if e.layer is None or e.kind is None or any(r not in shapes for r in e.inputs):
+            if e.kind is None or any(r not in shapes for r in e.inputs):
                 continue  # its own fields, or a layer upstream, already failed
             sources = [Source(r, shapes[r], is_model_input=(r == input_name)) for r in e.inputs]
+            if e.layer is None and e.name in self.pending:
+                e.layer = self._inferred(e, sources)
+            if e.layer is None:
+                continue
             try:
                 out = tuple(int(d) for d in e.kind.output_shape(e.layer, sources))
             except LayerError as err:
@@ -644,6 +664,36 @@ class _Builder:
             shapes[e.name] = out
             rfs[e.name] = rf
         return nodes, shapes
+
+    def _inferred(self, e: _Entry, sources: list[Source]) -> Layer | None:
+        """Report the fields a layer lacks with the values its input implies, and carry on with
+        those values so that the layers after it are checked too."""
+        raw, missing = self.pending.pop(e.name)
+        assert e.kind is not None
+        values = {}
+        for field in missing:
+            found = e.kind.infer(field, sources)
+            if found is None:
+                self.fail(e.name, field, f"{e.name} ({e.type}): {field}: {MISSING}")
+                continue
+            value, reason = found
+            values[field] = value
+            self.fail(
+                e.name,
+                field,
+                f"{e.name} ({e.type}) lacks {field}: {reason}, so {field} is {value} "
+                f'(add "{field}": {value})',
+            )
+        if len(values) < len(missing):
+            return None
+        try:
+            cfg = e.kind.schema().load({**raw, **values})
+        except ValidationError:
+            return None
+        for key in ("name", "type"):
+            cfg.pop(key, None)
+        inputs = cfg.pop("inputs", None)
+        return Layer(e.name, e.type, tuple(inputs) if inputs else None, cfg)
 
     # -- pass 4: what depends on the output and input shapes -----------------------------
 

@@ -24,7 +24,7 @@ def _read_json(path: str) -> Any:
 
 def _report(err: SpecError) -> int:
     print(
-        f"error: {err.detail}" if not err.problems else "error: the spec is invalid",
+        f"error: {err.detail}" if not err.problems else f"error: {err.headline}",
         file=sys.stderr,
     )
     for p in err.problems:

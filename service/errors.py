@@ -31,6 +31,8 @@ class SpecError(ConvserveError):
     """A spec, or the weights given for it, failed validation; carries every problem found."""
 
     title = "Invalid model specification"
+    #: the line the command line prints above the problems
+    headline = "the spec is invalid"
 
     def __init__(self, problems: list[Problem], detail: str | None = None):
         self.problems = list(problems)
@@ -39,6 +41,13 @@ class SpecError(ConvserveError):
             first = self.problems[0].message if self.problems else "no details"
             detail = first if n == 1 else f"{n} problems, the first: {first}"
         super().__init__(detail)
+
+
+class WeightsError(SpecError):
+    """The weights file, or arrays in it, do not fit a spec that is itself valid."""
+
+    title = "Invalid weights"
+    headline = "the weights do not fit the spec"
 
 
 class InvalidInput(ConvserveError):

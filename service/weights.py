@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
-from .errors import Problem, SpecError
+from .errors import Problem, WeightsError
 
 if TYPE_CHECKING:
     from .architecture import Architecture
@@ -45,8 +45,8 @@ SPOOL_BYTES = 1 * MiB
 _NPY_LOCK = threading.RLock()
 
 
-def _bad(message: str) -> SpecError:
-    return SpecError([Problem(None, "weights", message)])
+def _bad(message: str) -> WeightsError:
+    return WeightsError([Problem(None, "weights", message)])
 
 
 # -- files with their hash -----------------------------------------------------------------------

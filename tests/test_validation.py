@@ -297,3 +297,86 @@ def test_limits(lenet_spec):
     Architecture.from_spec(
         lenet_spec, Limits(max_layers=11, max_tensor_elements=2352, max_macs=119_800)
     )
+
+
+# -- errors that know the answer say it -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "layer, field, expected",
+    [
+        ({"type": "conv2d", "out_channels": 4, "kernel_size": 3}, "in_channels",
+         "lacks in_channels: the input 'image' produces 3 feature maps (3×8×8), so in_channels "
+         'is 3 (add "in_channels": 3)'),
+        ({"type": "batchnorm2d"}, "num_features",
+         'produces 3 channels (3×8×8), so num_features is 3 (add "num_features": 3)'),
+    ],
+    ids=["conv", "batchnorm"],
+)  # fmt: skip
+def test_a_missing_field_the_input_decides_is_named_with_its_value(layer, field, expected):
+    p = only_problem(spec_of([3, 8, 8], {"name": "first", **layer}))
+    assert (p.layer, p.field) == ("first", field)
+    assert expected in p.message
+
+
+def test_a_missing_in_features_is_given_and_the_layers_after_still_checked():
+    spec = spec_of(
+        [3, 8, 8],
+        {"name": "flat", "type": "flatten"},
+        {"name": "fc", "type": "linear", "out_features": 10},
+        {"name": "fc2", "type": "linear", "in_features": 12, "out_features": 2},
+    )
+    found = problems_of(spec)
+    assert [(p.layer, p.field) for p in found] == [("fc", "in_features"), ("fc2", "in_features")]
+    assert 'so in_features is 192 (add "in_features": 192)' in found[0].message
+    assert "fc2 expects in_features=12 but fc produces 10 values" in found[1].message
+
+
+def test_a_missing_field_after_a_broken_layer_is_still_reported():
+    spec = spec_of(
+        [3, 8, 8],
+        {"name": "c1", "type": "conv2d", "in_channels": 5, "out_channels": 4, "kernel_size": 3,
+         "stride": "fast"},
+        {"name": "c2", "type": "conv2d", "out_channels": 4, "kernel_size": 3},
+    )  # fmt: skip
+    found = {(p.layer, p.field): p.message for p in problems_of(spec)}
+    assert "Missing data for required field" in found[("c2", "in_channels")]
+
+
+def test_channels_last_input_shape_says_the_layout_is_channels_first():
+    p = only_problem(spec_of([32, 32, 3], conv("conv1", 3, 6)))
+    assert "must span all 32 input channels" in p.message
+    assert "input.shape is channels-first" in p.message and "are [3, 32, 32]" in p.message
+
+
+def test_an_input_shape_with_the_batch_dimension_says_to_drop_it():
+    p = only_problem(spec_of([1, 3, 32, 32], conv("conv1", 3, 6)))
+    assert "leaves out the batch dimension" in p.message
+    assert "write [3, 32, 32], not [1, 3, 32, 32]" in p.message
+
+
+def test_weight_problems_are_not_headed_as_spec_problems(client, lenet_spec, capsys, tmp_path):
+    """The spec is fine; the weights are not: the title, type and CLI headline say so."""
+    import io
+    import json
+
+    import numpy as np
+
+    from service.cli import main
+    from service.weights import dump_npz
+
+    w = Architecture.from_spec(lenet_spec).random_weights()
+    w["conv2.weight"] = np.zeros((6, 1, 5, 5), np.float32)
+    data = dump_npz(w)
+    resp = client.post(
+        "/v1/models/m/versions",
+        data={"spec": json.dumps(lenet_spec), "weights": (io.BytesIO(data), "w.npz")},
+    )
+    body = resp.get_json()
+    assert resp.status_code == 422 and body["title"] == "Invalid weights"
+    assert body["type"].endswith("invalid-weights") and body["errors"][0]["layer"] == "conv2"
+    (tmp_path / "s.json").write_text(json.dumps(lenet_spec))
+    (tmp_path / "w.npz").write_bytes(data)
+    assert main(["inspect", str(tmp_path / "s.json"), "--weights", str(tmp_path / "w.npz")]) == 2
+    err = capsys.readouterr().err
+    assert "error: the weights do not fit the spec" in err and "spec is invalid" not in err

@@ -23,6 +23,7 @@ STATUS: dict[type[e.ConvserveError], tuple[int, str]] = {
     e.TooLarge: (413, "payload-too-large"),
     e.UnsupportedMedia: (415, "unsupported-media-type"),
     e.SpecError: (422, "invalid-spec"),
+    e.WeightsError: (422, "invalid-weights"),
     e.InvalidInput: (422, "invalid-input"),
     e.RequestTimeout: (408, "request-timeout"),
     e.Unavailable: (503, "unavailable"),

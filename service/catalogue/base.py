@@ -237,6 +237,14 @@ class LayerType:
         """The output shape (batch excluded); raise LayerError naming what does not fit."""
         return sources[0].shape
 
+    #: Required fields whose value follows from the input (see `infer`).
+    inferable: ClassVar[tuple[str, ...]] = ()
+
+    def infer(self, field: str, sources: Sequence[Source]) -> tuple[int, str] | None:
+        """The value a missing `inferable` field must have given what reaches the layer, with
+        the reason in words; None when the input does not tell."""
+        return None
+
     # Weights ------------------------------------------------------------------------------
 
     def weights(self, layer: Layer) -> dict[str, WeightSpec]:

@@ -50,6 +50,30 @@ def conv_schema(rank: int) -> type[LayerSchema]:
     )
 
 
+def batch_hint(src: Source, rank: int) -> str:
+    """For an input one dimension too many that starts with 1: the batch dimension, kept."""
+    shape = list(src.shape)
+    if src.is_model_input and len(shape) == rank + 2 and shape[0] == 1:
+        return (
+            f". input.shape leaves out the batch dimension (requests carry any number of "
+            f"images): write {shape[1:]}, not {shape}"
+        )
+    return ""
+
+
+def layout_hint(src: Source, in_channels: int) -> str:
+    """For an image input given channels-last ([H, W, C], as PIL and TensorFlow lay it out)."""
+    shape = list(src.shape)
+    if src.is_model_input and len(shape) >= 3 and shape[-1] == in_channels != shape[0]:
+        first = [shape[-1], *shape[:-1]]
+        return (
+            f". input.shape is channels-first, as PyTorch's: {shape} reads as {shape[0]} "
+            f"channels of {fmt_shape(shape[1:])}; {in_channels}-channel "
+            f"{fmt_shape(shape[:-1])} images are {first}"
+        )
+    return ""
+
+
 def same_padding(kernel: Sequence[int], dilation: Sequence[int]) -> tuple[tuple, tuple]:
     """PyTorch's padding='same': total d·(k-1) per axis, the odd pixel on the high side."""
     total = [d * (k - 1) for k, d in zip(kernel, dilation, strict=True)]
@@ -61,6 +85,14 @@ class ConvNd(LayerType):
     rank: ClassVar[int]
     family = "convolution"
     takes_epilogue = True
+    inferable = ("in_channels",)
+
+    def infer(self, field: str, sources: Sequence[Source]) -> tuple[int, str] | None:
+        src = sources[0]
+        if field != "in_channels" or len(src.shape) != self.rank + 1:
+            return None
+        c = src.shape[0]
+        return c, f"{src} produces {plural(c, 'feature map')} ({fmt_shape(src.shape)})"
 
     def pads(self, layer: Layer) -> tuple[tuple, tuple]:
         """(before, after) padding per spatial axis."""
@@ -74,7 +106,8 @@ class ConvNd(LayerType):
     def output_shape(self, layer: Layer, sources: Sequence[Source]) -> Shape:
         src = sources[0]
         if len(src.shape) != self.rank + 1:
-            raise LayerError(spatial_rank_error(layer, src, self.rank, self.type_name))
+            field, message = spatial_rank_error(layer, src, self.rank, self.type_name)
+            raise LayerError((field, message + batch_hint(src, self.rank)))
         channels, spatial = src.shape[0], src.shape[1:]
         ic, oc, groups = layer["in_channels"], layer["out_channels"], layer["groups"]
         k = layer["kernel_size"]
@@ -92,7 +125,7 @@ class ConvNd(LayerType):
                 f"each of the {groups} groups must produce an equal share of the output channels",
             )
         if ic != channels:
-            chk.fail("in_channels", self._depth_message(layer, src))
+            chk.fail("in_channels", self._depth_message(layer, src) + layout_hint(src, ic))
         if layer["padding"] == "same" and any(s != 1 for s in layer["stride"]):
             chk.fail(
                 "padding",

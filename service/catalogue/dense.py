@@ -40,6 +40,14 @@ class Linear(LayerType):
         name="LinearSchema",
     )
 
+    inferable = ("in_features",)
+
+    def infer(self, field: str, sources: Sequence[Source]) -> tuple[int, str] | None:
+        src = sources[0]
+        if field != "in_features" or len(src.shape) != 1:
+            return None
+        return src.shape[0], f"{src} produces {fmt_int(src.shape[0])} values"
+
     def output_shape(self, layer: Layer, sources: Sequence[Source]) -> Shape:
         src = sources[0]
         i, o = layer["in_features"], layer["out_features"]

@@ -44,6 +44,14 @@ class BatchNormNd(LayerType):
     schema = BatchNormSchema
     family = "normalisation"
     inplace = True
+    inferable = ("num_features",)
+
+    def infer(self, field: str, sources: Sequence[Source]) -> tuple[int, str] | None:
+        src = sources[0]
+        if field != "num_features" or len(src.shape) - 1 not in self.ranks:
+            return None
+        c = src.shape[0]
+        return c, f"{src} produces {plural(c, 'channel')} ({fmt_shape(src.shape)})"
 
     def output_shape(self, layer: Layer, sources: Sequence[Source]) -> Shape:
         src = sources[0]
