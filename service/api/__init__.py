@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from flask_smorest import Api
 
-from service.architecture import SpecSchema
-
 from . import batching, explore, health, inference, inspect, registry, security, v2
+from .openapi import register_spec_schemas
 
 
 def register_blueprints(api: Api) -> None:
-    api.spec.components.schema("Spec", schema=SpecSchema)
+    register_spec_schemas(api)
     api.spec.components.security_scheme(
         security.BEARER,
         {

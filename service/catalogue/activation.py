@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from marshmallow import fields
 
 from service.kernels import softmax
 
-from .base import Layer, LayerSchema, LayerType, Op, Shape, fmt_shape
+from .base import Layer, LayerSchema, LayerType, Op, Shape, fmt_shape, spec_example
 from .registry import register
 
 
@@ -123,6 +124,10 @@ class Softmax(LayerType):
 
     type_name = "softmax"
     family = "activation"
+
+    def example(self) -> dict[str, Any]:
+        return spec_example([10], {})
+
     yields_probabilities = True
 
     def explain(

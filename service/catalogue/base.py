@@ -130,6 +130,16 @@ class IntTuple(fields.Field):
         self.rank = rank
         self.minimum = minimum
 
+    def json_schema(self) -> dict[str, Any]:
+        """The values it takes, as JSON Schema (for /openapi.json)."""
+        one = {"type": "integer", "minimum": self.minimum}
+        many = {"type": "array", "items": one, "minItems": self.rank, "maxItems": self.rank}
+        return {"oneOf": [one, many]}
+
+    def describe(self) -> str:
+        """The values it takes, in words (for docs/spec.md)."""
+        return f"int ≥ {self.minimum}, or a list of {self.rank}"
+
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> tuple[int, ...]:
         want = f"an integer ≥ {self.minimum} or a list of {self.rank} such integers"
         if _is_int(value):
@@ -154,6 +164,18 @@ class Padding(IntTuple):
 
     def __init__(self, rank: int, **kwargs: Any):
         super().__init__(rank, minimum=0, **kwargs)
+
+    def json_schema(self) -> dict[str, Any]:
+        pair = {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 2,
+                "maxItems": 2}  # fmt: skip
+        pairs = {"type": "array", "items": pair, "minItems": self.rank, "maxItems": self.rank}
+        words = {"type": "string", "enum": ["same", "valid"]}
+        return {"oneOf": [*super().json_schema()["oneOf"], words, pairs]}
+
+    def describe(self) -> str:
+        return (
+            f'int ≥ 0, a list of {self.rank}, "same", "valid", or {self.rank} [before, after] pairs'
+        )
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
         if value == "valid":
@@ -237,6 +259,21 @@ class LayerType:
         """The output shape (batch excluded); raise LayerError naming what does not fit."""
         return sources[0].shape
 
+    def example_spec(self) -> dict[str, Any]:
+        """`example()` with this type's name on its last layer."""
+        spec = self.example()
+        spec["layers"][-1] = {
+            "name": "example",
+            "type": self.type_name,
+            **{k: v for k, v in spec["layers"][-1].items() if k not in ("name", "type")},
+        }
+        return spec
+
+    def example(self) -> dict[str, Any]:
+        """A small spec whose last layer is one of this type: the reference docs show it (its
+        fields, weights and layer-table row), and a test keeps it valid."""
+        return spec_example([3, 16, 16], {})
+
     #: Required fields whose value follows from the input (see `infer`).
     inferable: ClassVar[tuple[str, ...]] = ()
 
@@ -293,6 +330,18 @@ class LayerType:
         shift: np.ndarray,
     ) -> dict[str, np.ndarray] | None:
         return None
+
+
+def spec_example(
+    input_shape: list[int],
+    fields: dict[str, Any],
+    before: list[dict[str, Any]] | None = None,
+    type_name: str | None = None,
+) -> dict[str, Any]:
+    """A spec of `input_shape` whose last layer is `{"type": type_name, **fields}`, named
+    "example", after the layers `before`; the type is filled in by `LayerType.example_spec`."""
+    layer = {"name": "example", **({"type": type_name} if type_name else {}), **fields}
+    return {"input": {"name": "image", "shape": input_shape}, "layers": [*(before or []), layer]}
 
 
 def spatial_rank_error(layer: Layer, src: Source, rank: int, what: str) -> tuple[str, str]:

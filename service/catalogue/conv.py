@@ -29,6 +29,7 @@ from .base import (
     plural,
     prod,
     spatial_rank_error,
+    spec_example,
 )
 from .registry import register
 
@@ -86,6 +87,12 @@ class ConvNd(LayerType):
     family = "convolution"
     takes_epilogue = True
     inferable = ("in_channels",)
+
+    def example(self) -> dict[str, Any]:
+        return spec_example(
+            [3, *[16] * self.rank],
+            {"in_channels": 3, "out_channels": 8, "kernel_size": 3, "padding": 1},
+        )
 
     def infer(self, field: str, sources: Sequence[Source]) -> tuple[int, str] | None:
         src = sources[0]

@@ -22,6 +22,7 @@ from .base import (
     fmt_int,
     fmt_shape,
     prod,
+    spec_example,
 )
 from .pool import whole_extent_rf
 from .registry import register
@@ -41,6 +42,13 @@ class Linear(LayerType):
     )
 
     inferable = ("in_features",)
+
+    def example(self) -> dict[str, Any]:
+        return spec_example(
+            [3, 4, 4],
+            {"in_features": 48, "out_features": 10},
+            before=[{"name": "flatten", "type": "flatten"}],
+        )
 
     def infer(self, field: str, sources: Sequence[Source]) -> tuple[int, str] | None:
         src = sources[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -15,6 +16,7 @@ from .base import (
     Shape,
     Source,
     fmt_shape,
+    spec_example,
 )
 from .registry import register
 
@@ -28,6 +30,11 @@ class Merge(LayerType):
 
     family = "merge"
     arity = (2, None)
+
+    def example(self) -> dict[str, Any]:
+        branch = {"name": "branch", "type": "conv2d", "in_channels": 3, "out_channels": 3,
+                  "kernel_size": 3, "padding": 1}  # fmt: skip
+        return spec_example([3, 16, 16], {"inputs": ["image", "branch"]}, before=[branch])
 
     def receptive_field(
         self, layer: Layer, in_rfs: Sequence[ReceptiveField], in_shapes: Sequence[Shape]

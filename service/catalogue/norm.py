@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from marshmallow import fields
@@ -24,6 +24,7 @@ from .base import (
     fmt_int,
     fmt_shape,
     plural,
+    spec_example,
 )
 from .registry import register
 
@@ -45,6 +46,9 @@ class BatchNormNd(LayerType):
     family = "normalisation"
     inplace = True
     inferable = ("num_features",)
+
+    def example(self) -> dict[str, Any]:
+        return spec_example([3, *[16] * max(self.ranks)], {"num_features": 3})
 
     def infer(self, field: str, sources: Sequence[Source]) -> tuple[int, str] | None:
         src = sources[0]
@@ -138,6 +142,10 @@ for _rank, _ranks in ((1, (0, 1)), (2, (2,)), (3, (3,))):
 @register
 class LocalResponseNorm(LayerType):
     type_name = "lrn"
+
+    def example(self) -> dict[str, Any]:
+        return spec_example([8, 16, 16], {"size": 5})
+
     family = "normalisation"
     schema = LayerSchema.from_dict(
         {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from marshmallow import fields
@@ -24,6 +24,7 @@ from .base import (
     fmt_shape,
     plural,
     spatial_rank_error,
+    spec_example,
 )
 from .conv import window_rf
 from .registry import register
@@ -45,7 +46,7 @@ def pool_out_size(
 def pool_schema(rank: int, mode: str) -> type[LayerSchema]:
     spec: dict[str, fields.Field] = {
         "kernel_size": IntTuple(rank, required=True),
-        "stride": IntTuple(rank, load_default=None),
+        "stride": IntTuple(rank, load_default=None, metadata={"default_doc": "`kernel_size`"}),
         "padding": IntTuple(rank, minimum=0, load_default=(0,) * rank),
         "ceil_mode": fields.Boolean(load_default=False),
     }
@@ -60,6 +61,9 @@ class PoolNd(LayerType):
     rank: ClassVar[int]
     mode: ClassVar[str]
     family = "pooling"
+
+    def example(self) -> dict[str, Any]:
+        return spec_example([3, *[16] * self.rank], {"kernel_size": 2})
 
     def _geometry(self, layer: Layer) -> tuple[tuple, tuple, tuple, tuple]:
         k = layer["kernel_size"]
