@@ -101,11 +101,11 @@ class HashingFile(tempfile.SpooledTemporaryFile):
 # -- reading -------------------------------------------------------------------------------------
 
 
-def _precheck(zf: zipfile.ZipFile, max_bytes: int) -> None:
+def _precheck(zf: zipfile.ZipFile, max_bytes: int | None) -> None:
     """Refuse what would unpack too large or lies about its arrays, before any array is read."""
     infos = zf.infolist()
     total = sum(i.file_size for i in infos)
-    if total > max_bytes:
+    if max_bytes is not None and total > max_bytes:
         raise _bad(f"the weights unpack to {total:,} bytes; the limit is {max_bytes:,} bytes")
     bad = [i.filename for i in infos if not i.filename.endswith(".npy")]
     if bad:
@@ -144,7 +144,9 @@ def _precheck(zf: zipfile.ZipFile, max_bytes: int) -> None:
 
 
 @contextmanager
-def open_npz(file: BinaryIO, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[Mapping[str, Any]]:
+def open_npz(
+    file: BinaryIO, max_bytes: int | None = DEFAULT_MAX_BYTES
+) -> Iterator[Mapping[str, Any]]:
     """The arrays of an `.npz` by name, each read from the file only when asked for.
 
     Object arrays are refused rather than unpickled; a file whose arrays would unpack to more
@@ -198,8 +200,11 @@ class _Locked(Mapping[str, Any]):
         return len(self.npz.files)
 
 
-def load_npz(data: bytes | BinaryIO, max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str, np.ndarray]:
-    """Every array of an `.npz` (as `numpy.savez` writes a PyTorch state_dict), by name."""
+def load_npz(
+    data: bytes | BinaryIO, max_bytes: int | None = DEFAULT_MAX_BYTES
+) -> dict[str, np.ndarray]:
+    """Every array of an `.npz` (as `numpy.savez` writes a PyTorch state_dict), by name; None
+    as `max_bytes` for weights already stored (they passed the limit when registered)."""
     buf = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
     with open_npz(buf, max_bytes) as npz:
         return {name: npz[name] for name in npz}

@@ -693,7 +693,8 @@ class Registry:
             a, b = self._resolve(conn, row, from_ref), self._resolve(conn, row, to_ref)
 
         def arrays(v: sa.RowMapping) -> Callable[[], dict[str, Any]]:
-            return lambda: load_npz(self.weights(name, str(v["number"]))[1])
+            # stored weights passed the unpack limit in force when registered
+            return lambda: load_npz(self.weights(name, str(v["number"]))[1], max_bytes=None)
 
         doc = layer_diff(
             Architecture.from_spec(a["spec"]),
