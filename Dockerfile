@@ -18,8 +18,11 @@ RUN /opt/venv/bin/pip install ".[onnx]"
 FROM python:${PYTHON}-slim-bookworm AS runtime
 LABEL org.opencontainers.image.title="convserve" \
       org.opencontainers.image.description="Register, inspect and serve CNNs over HTTP"
+# /uploads: where a deployment may point TMPDIR for uploads in flight (compose and k8s do), so
+# that a 600 MiB weights file is spooled to disk, not to a memory-backed /tmp.
 RUN groupadd --system --gid 10001 convserve \
- && useradd --system --uid 10001 --gid convserve --home-dir /app --shell /usr/sbin/nologin convserve
+ && useradd --system --uid 10001 --gid convserve --home-dir /app --shell /usr/sbin/nologin convserve \
+ && mkdir /uploads && chown 10001:10001 /uploads
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY migrations ./migrations

@@ -408,3 +408,22 @@ def test_workers_freeze_the_loaded_app_out_of_the_garbage_collectors_view(monkey
         assert gc.get_freeze_count() > before
     finally:
         gc.unfreeze()
+
+
+def test_uploads_spool_to_disk_not_to_the_memory_backed_tmp(compose, k8s):
+    """Weights uploads (up to 600 MiB) are spooled to TMPDIR: a disk volume in compose and k8s,
+    writable by the image's user, never the small memory-backed /tmp."""
+    server = compose["services"]["convserve"]
+    tmpdir = server["environment"]["TMPDIR"]
+    assert "DATABASE_URL" in server["environment"]  # the shared settings are kept
+    assert any(v.split(":")[1] == tmpdir for v in server["volumes"])
+    assert tmpdir not in server.get("tmpfs", [])
+    assert f"mkdir {tmpdir} && chown 10001:10001 {tmpdir}" in " ".join(
+        rest for word, rest in dockerfile() if word == "RUN"
+    )
+    spec = k8s["Deployment"]["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == env["TMPDIR"]]
+    (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+    assert volume["emptyDir"].get("medium") != "Memory"
