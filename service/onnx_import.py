@@ -538,6 +538,12 @@ def _axes(node: Any, a: dict[str, Any], v: list[Any], index: int) -> list[int] |
     return None
 
 
+def _broadcast(op: Callable[..., np.ndarray], values: list[Any]) -> np.ndarray:
+    """An elementwise op of constants, refused before computing when the broadcast is huge."""
+    _bounded(np.broadcast_shapes(*(np.shape(x) for x in values)))
+    return op(*values)
+
+
 def _squeezed(node: Any, a: dict[str, Any], v: list[Any]) -> tuple[int, ...] | None:
     axes = _axes(node, a, v, 1)
     return None if axes is None else tuple(axes)
@@ -616,17 +622,17 @@ _FOLDERS: dict[str, Callable[[_Graph, Any, dict[str, Any], list[Any]], np.ndarra
         _array(a["value"]).ravel()[0] if "value" in a else np.float32(0),
     ),
     "Range": lambda g, n, a, v: _range(v[0], v[1], v[2]),
-    "Add": lambda g, n, a, v: np.add(v[0], v[1]),
-    "Sub": lambda g, n, a, v: np.subtract(v[0], v[1]),
-    "Mul": lambda g, n, a, v: np.multiply(v[0], v[1]),
-    "Div": lambda g, n, a, v: (
-        np.floor_divide(v[0], v[1]) if v[0].dtype.kind in "iu" else np.divide(v[0], v[1])
+    "Add": lambda g, n, a, v: _broadcast(np.add, v),
+    "Sub": lambda g, n, a, v: _broadcast(np.subtract, v),
+    "Mul": lambda g, n, a, v: _broadcast(np.multiply, v),
+    "Div": lambda g, n, a, v: _broadcast(
+        np.floor_divide if v[0].dtype.kind in "iu" else np.divide, v
     ),
     "Neg": lambda g, n, a, v: np.negative(v[0]),
     "Sqrt": lambda g, n, a, v: np.sqrt(v[0]),
     "Reciprocal": lambda g, n, a, v: np.reciprocal(v[0]),
-    "Equal": lambda g, n, a, v: np.equal(v[0], v[1]),
-    "Where": lambda g, n, a, v: np.where(v[0], v[1], v[2]),
+    "Equal": lambda g, n, a, v: _broadcast(np.equal, v),
+    "Where": lambda g, n, a, v: _broadcast(np.where, v),
 }
 
 #: Ops folded even though an input is computed at run time: only its type or size is read.

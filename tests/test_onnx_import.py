@@ -428,3 +428,11 @@ def test_constant_chains_fold_and_huge_ones_are_refused():
     ]
     with pytest.raises(SpecError, match="too large"):
         import_onnx(model(bomb, [2], [i64("huge", [10**9])]))
+    outer = [  # [65536, 1] × [1, 65536]: 4·10⁹ values from two small constants
+        helper.make_node("Mul", ["col", "row"], ["c"]),
+        helper.make_node("Add", ["x", "c"], ["y"]),
+    ]
+    col = numpy_helper.from_array(np.ones((65536, 1), np.float32), "col")
+    row = numpy_helper.from_array(np.ones((1, 65536), np.float32), "row")
+    with pytest.raises(SpecError, match="too large"):
+        import_onnx(model(outer, [2], [col, row]))
