@@ -163,7 +163,8 @@ def model_page(name: str) -> Any:
     except NotFound as err:
         return not_found(err)
     history = has_route("/v1/models/<name>/history")
-    return render_template("model.html", model=model, history=history)
+    diff = has_route("/v1/models/<name>/diff")
+    return render_template("model.html", model=model, history=history, diff=diff)
 
 
 def _version(name: str, ref: str) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -66,6 +66,43 @@ def test_models_list_links_to_versions(web):
     web.shot("model")
 
 
+def test_model_page_compares_two_versions_layer_by_layer(web, server):
+    arrays = Architecture.from_spec(RESIDUAL).random_weights(2)
+    retrained = {**arrays, "mix.weight": arrays["mix.weight"] * 1.5}  # one layer retrained
+    for weights in (arrays, retrained):
+        files = {
+            "spec": ("spec.json", json.dumps(RESIDUAL)),
+            "weights": ("w.npz", io.BytesIO(dump_npz(weights))),
+        }
+        r = requests.post(f"{server}/v1/models/tiny-diff/versions", files=files, timeout=30)
+        assert r.status_code == 201, r.text
+    page = web.goto("/models/tiny-diff")
+    assert page.get_by_label("From", exact=True).input_value() == "1"
+    assert page.get_by_label("To", exact=True).input_value() == "2"
+    rows = page.locator("#diff-table tbody tr")
+    rows.first.wait_for()  # drawn on load, for the two newest versions
+    assert rows.count() == len(RESIDUAL["layers"])
+    changed = page.locator("#diff-table tbody tr[data-change=changed]")
+    assert changed.count() == 1
+    assert changed.locator("th").inner_text() == "mix"
+    cells = changed.locator("td").all_inner_texts()
+    assert cells[0].endswith("changed") and cells[1] == "weights"  # the word, not only a colour
+    w = arrays["mix.weight"].astype(np.float64)
+    b = arrays.get("mix.bias", np.zeros(1)).astype(np.float64)
+    expected = 0.5 * np.sqrt(np.sum(w**2) / (np.sum(w**2) + np.sum(b**2)))  # ‖0.5·W‖ / ‖(W, b)‖
+    assert float(cells[-1].removesuffix(" %")) == pytest.approx(100 * expected, abs=0.06)
+    assert page.locator("#diff-table tbody tr[data-change=same]").count() == rows.count() - 1
+    assert "Params" in page.locator("#diff-totals").inner_text()
+    web.shot("diff")
+    # the same version on both sides: every layer the same
+    page.get_by_label("From", exact=True).select_option("2")
+    page.get_by_role("button", name="Compare").click()
+    page.wait_for_function(
+        "document.querySelectorAll('#diff-table tr[data-change=changed]').length === 0"
+    )
+    assert page.locator("#diff h3").inner_text() == "v2 → v2"
+
+
 def test_version_page_draws_the_network_and_times_each_layer(web):
     page = web.goto("/models/digits/versions/1")
     table = json.loads(page.locator("#version-data").text_content())["table"]

@@ -60,3 +60,26 @@ def test_pages_are_refused_when_reads_need_a_token(make_app):
     assert client.get("/models/digits/versions/1").status_code == 401
     assert client.get("/register").status_code == 200
     assert client.get("/docs/assets/swagger-ui.css").status_code == 200
+
+
+def test_model_page_offers_to_compare_versions_only_when_there_are_two(client):
+    assert register(client).status_code == 201
+    page = client.get("/models/lenet").get_data(as_text=True)
+    script = '<script type="module" src="/ui/static/diff.js'
+    assert 'id="compare"' not in page and script not in page  # one version: nothing to compare
+    assert register(client).status_code == 201
+    assert register(client).status_code == 201
+    page = client.get("/models/lenet").get_data(as_text=True)
+    assert '<form id="compare"' in page and script in page
+    assert '<label for="compare-from">' in page and '<label for="compare-to">' in page
+    # default: the previous version against the newest
+    start = page.index('id="compare-from"')
+    from_select = page[start : page.index("</select>", start)]
+    start = page.index('id="compare-to"')
+    to_select = page[start : page.index("</select>", start)]
+    assert '<option value="2" selected>' in from_select and "selected" not in from_select.replace(
+        '<option value="2" selected>', ""
+    )
+    assert '<option value="3" selected>' in to_select and "selected" not in to_select.replace(
+        '<option value="3" selected>', ""
+    )
