@@ -1,7 +1,6 @@
 """gunicorn settings, from the environment as API.md's table says."""
 
 import gc
-import logging
 import os
 import shutil
 import tempfile
@@ -50,26 +49,6 @@ def on_starting(server):  # noqa: ANN001, ANN201 - gunicorn's hook signature
     _metrics_dir.mkdir(parents=True, exist_ok=True)
     for stale in _metrics_dir.glob("*.db"):  # the directory may be a mount: empty, don't remove
         stale.unlink()
-    log = logging.getLogger("gunicorn.error")
-    if _settings.admin_token or _settings.token_file:
-        log.info(
-            "convserve: registry writes need 'Authorization: Bearer <token>' (%s%s); reads %s",
-            "CONVSERVE_ADMIN_TOKEN" if _settings.admin_token else "",
-            f" tokens of {_settings.token_file}" if _settings.token_file else "",
-            "too" if _settings.reads_need_token else "do not",
-        )
-    elif _settings.writes_open:
-        log.warning(
-            "convserve: CONVSERVE_ADMIN_TOKEN is not set; registry writes are accepted without a "
-            "token because the server listens only on loopback (%s)",
-            _settings.host,
-        )
-    else:
-        log.warning(
-            "convserve: CONVSERVE_ADMIN_TOKEN is not set and %s is not loopback: registry writes "
-            "are refused (403) until a token is set",
-            _settings.host,
-        )
 
 
 def post_worker_init(worker):  # noqa: ANN001, ANN201
@@ -85,6 +64,22 @@ def child_exit(server, worker):  # noqa: ANN001, ANN201
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+# -- convserve's security and error contract (service/gunicorn_hooks.py) ---------------------
+# Token-less writes are decided from the sockets bound here, never from HOST (which -b or
+# GUNICORN_CMD_ARGS override); gunicorn's own errors answer problem+json.
+from service import gunicorn_hooks  # noqa: E402
+
+gunicorn_hooks.answer_errors_as_problems()
+
+
+def when_ready(server):  # noqa: ANN001, ANN201
+    gunicorn_hooks.announce_write_policy(server, _settings)
+
+
+def post_fork(server, worker):  # noqa: ANN001, ANN201
+    gunicorn_hooks.record_listeners(worker.sockets)
 
 
 def on_exit(server):  # noqa: ANN001, ANN201

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -33,15 +32,6 @@ def _bool(env: dict[str, str], key: str) -> bool:
     raise ValueError(f"{key} must be true or false, got {value!r}")
 
 
-def is_loopback(host: str) -> bool:
-    if host in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 @dataclass
 class Settings:
     database_url: str = "sqlite:///var/registry.db"
@@ -50,6 +40,8 @@ class Settings:
     token_file: str | None = None
     #: Reads and predictions need a token too (role read / predict or above).
     reads_need_token: bool = False
+    #: gunicorn's default bind address only: whether writes need a token is decided from the
+    #: sockets actually bound (service.listeners), which `-b` or GUNICORN_CMD_ARGS may change.
     host: str = "127.0.0.1"
     port: int = 8000
     #: Largest request body accepted (weights of VGG-16 are 528 MiB as float32 .npz).
@@ -106,8 +98,3 @@ class Settings:
                 raise TypeError(f"unknown setting {key!r}")
             setattr(settings, key, value)
         return settings
-
-    @property
-    def writes_open(self) -> bool:
-        """Without a token, writes are accepted only while nothing but this machine can connect."""
-        return self.admin_token is None and is_loopback(self.host)

@@ -47,6 +47,17 @@ def only_problem(spec: Any, limits: Limits | None = None) -> Problem:
     return found[0]
 
 
+@pytest.fixture(autouse=True)
+def listening_on_loopback():
+    """In-process tests run as a server whose every socket is loopback would (the test client has
+    no socket; a test that needs other listeners records them itself)."""
+    from service import listeners
+
+    listeners.record(listeners.Listeners((listeners.Listener("127.0.0.1:8000", True),)))
+    yield
+    listeners.record(None)
+
+
 # ----------------------------------------------------------------------------- databases
 
 PG_URL = os.environ.get("TEST_DATABASE_URL")

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -27,8 +27,19 @@ def free_port() -> int:
 
 
 @contextmanager
-def live_server(db_url: str, log_dir: Path, **env_extra: str) -> Iterator[tuple[str, IO[str]]]:
-    """(base URL, log file) of `make -s serve` on `db_url`, stopped (SIGTERM) afterwards."""
+def live_server(
+    db_url: str,
+    log_dir: Path,
+    command: Callable[[int], list[str]] | None = None,
+    unset: tuple[str, ...] = (),
+    **env_extra: str,
+) -> Iterator[tuple[str, IO[str]]]:
+    """(base URL, log file) of `make -s serve` on `db_url`, stopped (SIGTERM) afterwards.
+
+    `command(port)` replaces `make -s serve` (the database is migrated first, as make serve does);
+    `unset` names environment variables to remove (HOST, to let the command decide alone);
+    "{port}" in a value of `env_extra` becomes the port.
+    """
     port = free_port()
     env = {
         **os.environ,
@@ -36,14 +47,21 @@ def live_server(db_url: str, log_dir: Path, **env_extra: str) -> Iterator[tuple[
         "HOST": "127.0.0.1",
         "DATABASE_URL": db_url,
         "WEB_CONCURRENCY": "2",
-        **env_extra,
+        **{k: v.replace("{port}", str(port)) for k, v in env_extra.items()},
     }
-    env.pop("CONVSERVE_ADMIN_TOKEN", None)
+    for name in ("CONVSERVE_ADMIN_TOKEN", *unset):
+        env.pop(name, None)
+    if command is None:
+        argv = ["make", "-s", "serve"]
+    else:
+        venv = ROOT / ".venv" / "bin"
+        subprocess.run([venv / "convserve", "db", "upgrade"], cwd=ROOT, env=env, check=True,
+                       capture_output=True)  # fmt: skip
+        argv = command(port)
     log = open(log_dir / "server.log", "w+")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        ["make", "-s", "serve"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )  # fmt: skip
+        argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(base, proc, log, "make serve")

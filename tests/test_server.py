@@ -84,3 +84,18 @@ def test_the_access_log_names_the_actor_and_never_the_token(db_url, tmp_path):
     posts = [x for x in lines if x.get("method") == "POST"]
     assert [(x["status"], x.get("actor")) for x in posts] == [(401, None), (201, "ci")]
     assert token not in json.dumps(lines)
+
+
+def test_gunicorns_own_errors_are_problem_json(server):
+    """A request gunicorn refuses itself (request line over its limit, a bad header) answers
+    problem+json like every other error, not gunicorn's HTML page."""
+    base, _ = server
+    long_line = requests.get(f"{base}/v1/models/{'x' * 5000}", timeout=10)
+    assert long_line.status_code == 414
+    assert long_line.headers["Content-Type"] == "application/problem+json"
+    body = long_line.json()
+    assert body["status"] == 414 and "too large" in body["detail"]
+    bad_header = requests.get(f"{base}/healthz", headers={"Bad\x01Name": "1"}, timeout=10)
+    assert bad_header.status_code == 400
+    assert bad_header.headers["Content-Type"] == "application/problem+json"
+    assert bad_header.json()["title"] == "Bad Request"

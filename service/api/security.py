@@ -3,10 +3,11 @@
 Each view declares the role it needs with `@requires(...)` (or `@public`); a view that declares
 nothing needs `read` for GET/HEAD and `write` for anything else, so a new endpoint is never open
 by accident. Without a token a request is `anonymous`: allowed to read and predict unless
-`CONVSERVE_READS_NEED_TOKEN` is set, and to write only while no token exists at all and the
-server cannot be reached from outside (`writes_open`). With `Authorization: Bearer <token>`, the
-token's name becomes the request's actor (in the history and the access log) and its role
-decides: 401 for a missing or unknown token, 403 for a role below the one needed.
+`CONVSERVE_READS_NEED_TOKEN` is set, and to write only while no token exists at all and every
+socket the server bound is loopback (`service.listeners.tokenless_writes`, which fails closed).
+With `Authorization: Bearer <token>`, the token's name becomes the request's actor (in the
+history and the access log) and its role decides: 401 for a missing or unknown token, 403 for a
+role below the one needed.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from typing import Any, TypeVar
 
 from flask import Flask, current_app, g, request
 
+from service import listeners
 from service.errors import Forbidden, Unauthorized
+from service.listeners import tokenless_writes
 from service.registry.history import ANONYMOUS
 from service.tokens import Identity
 
@@ -103,11 +106,12 @@ def authorize() -> None:
         if role in ("read", "predict") and not settings.reads_need_token:
             return
         if not tokens.configured:
-            if settings.writes_open:
+            allowed, why = tokenless_writes(listeners.bound())
+            if allowed:
                 return
             raise Forbidden(
-                f"{WHAT[role]} is disabled: the server can be reached from other machines, "
-                f"CONVSERVE_ADMIN_TOKEN is not set and neither is CONVSERVE_TOKEN_FILE"
+                f"{WHAT[role]} is disabled: {why}, and CONVSERVE_ADMIN_TOKEN is not set and "
+                f"neither is CONVSERVE_TOKEN_FILE"
             )
         raise Unauthorized(
             f"{WHAT[role]} needs a token with role {role} or above: 'Authorization: Bearer <token>'"

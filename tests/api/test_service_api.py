@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from openapi_spec_validator import validate
 
+from service import listeners
 from service.architecture import Architecture
+from service.listeners import Listener, Listeners
 from tests.api.test_registry_api import assert_problem, register
 from tests.conftest import lenet_weights, load_model_spec, upload
 
@@ -55,14 +57,16 @@ def test_every_write_is_guarded_and_reads_are_not(guarded):
 
 
 def test_without_a_token_writes_are_refused_off_loopback(make_app):
-    client = make_app(host="0.0.0.0").test_client()
+    client = make_app().test_client()
+    listeners.record(Listeners((Listener("0.0.0.0:8000", False),)))
     assert_problem(register(client), 403, "CONVSERVE_ADMIN_TOKEN is not set")
     assert client.get("/v1/models").status_code == 200
 
 
 def test_without_a_token_writes_are_open_on_loopback(make_app):
-    for host in ("127.0.0.1", "localhost", "::1"):
-        assert register(make_app(host=host).test_client()).status_code == 201
+    for address in ("127.0.0.1:8000", "[::1]:8000", "unix:/run/convserve.sock"):
+        listeners.record(Listeners((Listener(address, True),)))
+        assert register(make_app().test_client()).status_code == 201
 
 
 def test_inspect_returns_the_table_and_stores_nothing(client):
