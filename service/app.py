@@ -8,6 +8,7 @@ from flask import Flask
 
 from . import __version__, web
 from .api import problems, register_blueprints, security, telemetry
+from .api.bodies import JSONProvider
 from .api.parsing import ConvserveApi, UploadRequest
 from .config import Settings
 from .imaging import set_pillow_pixel_limit
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         MAX_CONTENT_LENGTH=settings.max_upload_bytes,
         MAX_FORM_MEMORY_SIZE=settings.max_upload_bytes,
     )
+    app.json = JSONProvider(app)  # request JSON with bounded nesting
     app.json.ensure_ascii = False  # messages say 6×3×5×5, readable in curl's output
     app.request_class = UploadRequest
     registry = Registry(
@@ -59,6 +61,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         max_batch=settings.max_batch,
         max_image_pixels=settings.max_image_pixels,
         batching=settings.batching,
+        max_request_pixels=settings.max_request_pixels,
     )
     set_pillow_pixel_limit(settings.max_image_pixels)
     tokens = Tokens(settings.admin_token, settings.token_file)

@@ -95,12 +95,29 @@ def status_of(err: BaseException) -> int:
 
 
 def _webargs_errors(messages: Any) -> list[dict[str, Any]]:
-    """webargs' {location: {field: [msg]}} as the problem's errors list."""
-    out = []
-    for fields in (messages or {}).values():
-        for field, msgs in (fields or {}).items():
-            for msg in msgs if isinstance(msgs, list) else [msgs]:
-                out.append({"layer": None, "field": field, "message": f"{field}: {msg}"})
+    """webargs' {location: {field: [msg]}} as the problem's errors list.
+
+    A location may also map straight to messages (webargs' {"json": ["Invalid JSON body."]}),
+    and a field's messages may nest (a list field's {index: [msg]}): each becomes one entry.
+    """
+    out: list[dict[str, Any]] = []
+
+    def add(field: str | None, msgs: Any) -> None:
+        if isinstance(msgs, dict):
+            for key, inner in msgs.items():
+                add(f"{field}.{key}" if field else str(key), inner)
+        elif isinstance(msgs, list | tuple):
+            for msg in msgs:
+                add(field, msg)
+        else:
+            text = f"{field}: {msgs}" if field else str(msgs)
+            out.append({"layer": None, "field": field, "message": text})
+
+    if isinstance(messages, dict):
+        for location_messages in messages.values():
+            add(None, location_messages)
+    else:
+        add(None, messages)
     return out
 
 

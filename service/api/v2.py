@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import json
 import struct
-import zlib
 from typing import Any
 
 import numpy as np
 from flask import Response, current_app, request
 
 from service import __version__, metrics
-from service.errors import InvalidInput, Malformed, TooLarge, UnsupportedMedia
+from service.errors import InvalidInput, Malformed
 from service.serving import DataPlane, LoadedModel, best_first
 
+from . import bodies
 from .health import check_ready
 from .parsing import ApiBlueprint
 from .problems import register_renderer
@@ -32,7 +32,7 @@ blp = ApiBlueprint(
     description="Open Inference Protocol (KServe V2 / Triton HTTP), for tritonclient and KServe.",
 )
 
-HEADER_LENGTH = "Inference-Header-Content-Length"
+HEADER_LENGTH = bodies.HEADER_LENGTH
 OUTPUT = "output"
 EXTENSIONS = [
     "binary_tensor_data",
@@ -136,14 +136,19 @@ def model_ready(name: str, version: str | None = None) -> dict[str, Any]:
 def infer(name: str, version: str | None = None) -> Response:
     """Run one batch `[N, *input.shape]` of FP32; the output `output` is the last layer's values."""
     dp = data_plane()
-    doc, binary = _read_request()
+    raw = _read_body()
+    parsed: list[bodies.InferRequest] = []
 
     def decode(model: LoadedModel) -> np.ndarray:
-        x = _input(dp, model, doc, binary)
-        _requested_outputs(model, doc)  # a bad output request fails before the model runs
+        # Parsed once the model is known: it bounds how many values the body may hold, and a
+        # data array is checked against its declared shape before any value is read.
+        req = _parse(dp, model, raw)
+        parsed.append(req)
+        x = _input(dp, model, req.doc, req.binary)
+        _requested_outputs(model, req.doc)  # a bad output request fails before the model runs
         return x
 
-    _, resp = dp.infer(name, version, decode, lambda m, y: _response(dp, m, doc, y))
+    _, resp = dp.infer(name, version, decode, lambda m, y: _response(dp, m, parsed[-1].doc, y))
     return resp
 
 
@@ -176,48 +181,27 @@ def _response(dp: DataPlane, model: LoadedModel, doc: dict[str, Any], y: np.ndar
     return resp
 
 
-def _read_request() -> tuple[dict[str, Any], bytes]:
-    """(the JSON header, the binary tensors after it). The client sends no Content-Type."""
-    raw = _decompress(request.get_data(cache=False))
-    length = request.headers.get(HEADER_LENGTH)
-    if length is None:
-        header, binary = raw, b""
-    else:
-        try:
-            n = int(length)
-        except ValueError:
-            raise Malformed(f"{HEADER_LENGTH} must be an integer, not {length!r}") from None
-        if not 0 <= n <= len(raw):
-            raise Malformed(f"{HEADER_LENGTH} is {n} but the body has {len(raw)} bytes")
-        header, binary = raw[:n], raw[n:]
-    try:
-        doc = json.loads(header)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise Malformed(f"the inference request is not valid JSON: {err}") from None
-    if not isinstance(doc, dict):
-        raise Malformed("the inference request must be a JSON object")
-    return doc, binary
-
-
-def _decompress(raw: bytes) -> bytes:
-    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
-    if encoding == "identity":
-        return raw
-    wbits = {"gzip": 31, "deflate": 15}.get(encoding)
-    if wbits is None:
-        raise UnsupportedMedia(f"Content-Encoding {encoding!r} is not supported (gzip, deflate)")
+def _read_body() -> bytes | bytearray:
+    """The body, inflated (gzip, deflate) in a stream that stops at the upload limit (413)."""
     limit = current_app.extensions["convserve"].settings.max_upload_bytes
-    inflater = zlib.decompressobj(wbits)
-    try:
-        out = inflater.decompress(raw, limit)
-    except zlib.error as err:
-        raise Malformed(f"the {encoding} body cannot be decompressed: {err}") from None
-    if inflater.unconsumed_tail:
-        raise TooLarge(f"the body decompresses to more than {limit} bytes")
-    return out
+    return bodies.read_body(request, limit)
 
 
-def _input(dp: DataPlane, model: LoadedModel, doc: dict[str, Any], binary: bytes) -> np.ndarray:
+def _parse(dp: DataPlane, model: LoadedModel, raw: bytes | bytearray) -> bodies.InferRequest:
+    """The JSON header (data arrays still as text) and the binary tensors after it. The client
+    sends no Content-Type."""
+    per_input = int(np.prod(model.arch.input_shape))
+    why = (
+        f"and model {model.name!r} takes at most {dp.max_batch} inputs of {per_input:,} values "
+        f"per request (CONVSERVE_MAX_BATCH)"
+    )
+    length = request.headers.get(HEADER_LENGTH)
+    return bodies.infer_request(raw, length, dp.max_batch * per_input, why)
+
+
+def _input(
+    dp: DataPlane, model: LoadedModel, doc: dict[str, Any], binary: memoryview
+) -> np.ndarray:
     arch = model.arch
     inputs = doc.get("inputs")
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
@@ -248,7 +232,7 @@ def _input(dp: DataPlane, model: LoadedModel, doc: dict[str, Any], binary: bytes
         raise InvalidInput(f"input {name!r} has shape {shape}; the model takes [N, {_dims(want)}]")
     dp.check_count(shape[0], "inputs")
     count = int(np.prod(shape))
-    params = inp.get("parameters") or {}
+    params = _parameters(inp, f"input {name!r}")
     if "shared_memory_region" in params:
         raise InvalidInput("shared-memory tensors are not supported; send the data in the request")
     if "binary_data_size" in params:
@@ -262,15 +246,7 @@ def _input(dp: DataPlane, model: LoadedModel, doc: dict[str, Any], binary: bytes
     elif "data" in inp:
         if binary:
             raise Malformed(f"{len(binary)} bytes follow the JSON but no input declares them")
-        try:
-            x = np.asarray(inp["data"], dtype=np.float32)
-        except (ValueError, TypeError):
-            raise InvalidInput(f"input {name!r}: data must be numbers (flat or nested)") from None
-        if x.size != count:
-            raise InvalidInput(
-                f"input {name!r} has shape {shape}, so {count} values, but data holds {x.size}"
-            )
-        x = x.reshape(shape)
+        x = bodies.tensor(inp["data"], shape, f"input {name!r}")
     else:
         raise InvalidInput(f"input {name!r} has neither data nor parameters.binary_data_size")
     return dp.finite(x)
@@ -278,7 +254,7 @@ def _input(dp: DataPlane, model: LoadedModel, doc: dict[str, Any], binary: bytes
 
 def _requested_outputs(model: LoadedModel, doc: dict[str, Any]) -> list[tuple[str, bool, int]]:
     """(name, binary?, classification count) per output asked for; all outputs if none is."""
-    params = doc.get("parameters") or {}
+    params = _parameters(doc, "the request")
     binary_default = bool(params.get("binary_data_output", False))
     requested = doc.get("outputs")
     if requested is None:
@@ -293,12 +269,22 @@ def _requested_outputs(model: LoadedModel, doc: dict[str, Any]) -> list[tuple[st
                 f"unexpected inference output {name!r} for model {model.name!r}: its output is "
                 f"{OUTPUT!r}"
             )
-        p = item.get("parameters") or {}
+        p = _parameters(item, f"output {name!r}")
         classes = p.get("classification", 0)
         if not isinstance(classes, int) or classes < 0:
             raise InvalidInput(f"classification must be a class count, not {classes!r}")
         out.append((name, bool(p.get("binary_data", binary_default)), classes))
     return out
+
+
+def _parameters(obj: dict[str, Any], what: str) -> dict[str, Any]:
+    """An object's `parameters`: a JSON object, or none."""
+    params = obj.get("parameters")
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise InvalidInput(f'{what}: "parameters" must be an object, not {type(params).__name__}')
+    return params
 
 
 def _classification(dp: DataPlane, model: LoadedModel, y: np.ndarray, count: int) -> np.ndarray:
