@@ -26,9 +26,14 @@ from .batching import ModelConfig
 from .catalogue.base import prod
 from .engine import Plan
 from .errors import InvalidInput, NotFound, TooLarge, Unavailable
-from .imaging import DEFAULT_MAX_PIXELS, ImagePipeline, UndecodableImage
+from .imaging import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_REQUEST_PIXELS,
+    ImagePipeline,
+    UndecodableImage,
+)
 from .kernels import softmax
-from .registry.store import Registry, Resolved
+from .registry.store import Registry, Resolved, VersionGone
 from .scheduler import Scheduler
 from .weights import load_npz
 
@@ -170,6 +175,7 @@ class DataPlane:
         batch_bytes: int = 256 << 20,
         max_batch: int = 256,
         max_image_pixels: int = DEFAULT_MAX_PIXELS,
+        max_request_pixels: int = DEFAULT_MAX_REQUEST_PIXELS,
         batching: ModelConfig | None = None,
         config_ttl: float = 1.0,
     ):
@@ -178,6 +184,7 @@ class DataPlane:
         self.batch_bytes = batch_bytes
         self.max_batch = max_batch
         self.max_image_pixels = max_image_pixels
+        self.max_request_pixels = max_request_pixels
         #: Server-wide batching defaults; a model's stored config overrides them.
         self.batching = batching or ModelConfig()
         self.config_ttl = config_ttl
@@ -258,13 +265,21 @@ class DataPlane:
 
     def model(self, name: str, ref: str | None = None, check_state: bool = True) -> LoadedModel:
         """The version `ref` names now (None: alias `default`, else the newest), compiled."""
-        version = self.registry.resolve(name, ref)
-        if check_state and self.state(name) == "unloaded":
-            raise Unavailable(
-                f"model {name!r} is unloaded: POST /v2/repository/models/{name}/load to serve it",
-                retry_after=60,
-            )
-        return self.cache.get(version.key, lambda: self._load(version))
+        for _ in range(3):
+            version = self.registry.resolve(name, ref)
+            if check_state and self.state(name) == "unloaded":
+                raise Unavailable(
+                    f"model {name!r} is unloaded: POST /v2/repository/models/{name}/load to "
+                    f"serve it",
+                    retry_after=60,
+                )
+            try:
+                return self.cache.get(version.key, lambda v=version: self._load(v))
+            except VersionGone:
+                # Deleted between resolving and loading: `latest` or an alias now names another
+                # version (resolved again); a number now answers 404 from resolve.
+                continue
+        raise VersionGone(f"the versions of {name} changed while loading one; try again")
 
     def _load(self, version: Resolved) -> LoadedModel:
         spec, weights = self.registry.load_file(version)  # a temporary file, not bytes
@@ -274,7 +289,11 @@ class DataPlane:
             arrays = load_npz(weights.file, max_bytes=None)
             plan = Plan(arch, arch.check_weights(arrays))
         pre = arch.image_preprocess
-        pipeline = ImagePipeline.from_description(pre, self.max_image_pixels) if pre else None
+        pipeline = (
+            ImagePipeline.from_description(pre, self.max_image_pixels, self.max_request_pixels)
+            if pre
+            else None
+        )
         # Every layer's output is an upper bound on what one input keeps alive during a run.
         per_input = arch.totals()["activation_bytes"] + prod(arch.input_shape) * FLOAT_BYTES
         chunk = max(1, self.batch_bytes // per_input)

@@ -10,6 +10,11 @@ from flask_smorest.fields import Upload
 from marshmallow import fields, validate
 from werkzeug.datastructures import FileStorage
 
+from service.errors import Malformed
+from service.registry.store import MAX_VERSION
+
+from . import bodies
+
 
 class SpecPart(fields.Field):
     """The `spec` part of a registration: a JSON file (curl -F spec=@x.json) or JSON text."""
@@ -20,9 +25,14 @@ class SpecPart(fields.Field):
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
         raw = value.read() if isinstance(value, FileStorage) else value
+        if not isinstance(raw, str | bytes):
+            raise ma.ValidationError("not valid JSON: send the spec as a file or as text")
         try:
+            bodies.check_depth(raw.encode() if isinstance(raw, str) else raw, "the spec")
             return json.loads(raw)
-        except (ValueError, TypeError) as err:
+        except Malformed as err:
+            raise ma.ValidationError(err.detail) from None
+        except (ValueError, RecursionError) as err:
             raise ma.ValidationError(f"not valid JSON: {err}") from None
 
 
@@ -170,7 +180,9 @@ class DiffArgs(ma.Schema):
 
 
 class AliasBody(ma.Schema):
-    version = fields.Integer(strict=True, required=True, validate=validate.Range(min=1))
+    version = fields.Integer(
+        strict=True, required=True, validate=validate.Range(min=1, max=MAX_VERSION)
+    )
 
 
 class TotalsSchema(ma.Schema):

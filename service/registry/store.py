@@ -42,6 +42,8 @@ ALIAS_RE = re.compile(r"^[a-z][a-z0-9._-]{0,63}$")
 TAG_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$")
 MAX_TAG_VALUE = 256
 MAX_PAGE = 500
+#: Version numbers fit the `number` column (INTEGER: 32 bits on PostgreSQL); none is ever larger.
+MAX_VERSION = 2**31 - 1
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -88,6 +90,36 @@ def parse_tag_filter(text: str) -> tuple[str, str | None]:
     return key, (value if sep else None)
 
 
+def version_number(ref: str) -> int | None:
+    """The version number a `{ref}` spells (ASCII digits only), else None (an alias or latest).
+
+    Numbers beyond any version's are still numbers: they name no version (404), rather than
+    reaching the database as a value its column cannot hold.
+    """
+    if ref.isascii() and ref.isdigit():
+        return int(ref)
+    return None
+
+
+def _findable(name: str) -> bool:
+    """Whether a model or alias of this name can exist (so the database is worth asking)."""
+    return bool(NAME_RE.match(name))
+
+
+def _findable_ref(ref: str, number: int | None) -> bool:
+    if number is not None:
+        return number <= MAX_VERSION
+    return ref == "latest" or _findable(ref)
+
+
+def _cursor_number(cursor: str) -> int:
+    """A cursor that holds a version number or a row id (INTEGER columns), as handed out."""
+    value = decode_cursor(cursor)
+    if type(value) is not int or not 0 <= value <= MAX_VERSION:
+        raise Malformed(f"cursor {cursor!r} is not one this server handed out")
+    return value
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -105,7 +137,7 @@ def encode_cursor(value: Any) -> str:
 def decode_cursor(cursor: str) -> Any:
     try:
         return json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except ValueError:
+    except (ValueError, RecursionError):
         raise Malformed(f"cursor {cursor!r} is not one this server handed out") from None
 
 
@@ -128,6 +160,10 @@ def paged(rows: list[Any], limit: int, key: str, items: list[dict[str, Any]]) ->
 
 #: The alias that unversioned predict and infer requests follow (else the newest version).
 DEFAULT_ALIAS = "default"
+
+
+class VersionGone(NotFound):
+    """A version resolved a moment ago was deleted before it could be read."""
 
 
 @dataclass(frozen=True)
@@ -311,7 +347,10 @@ class Registry:
         with self._read() as conn:
             q = sa.select(models).order_by(models.c.name).limit(limit + 1)
             if cursor:
-                q = q.where(models.c.name > str(decode_cursor(cursor)))
+                after = decode_cursor(cursor)
+                if not isinstance(after, str) or not NAME_RE.match(after):
+                    raise Malformed(f"cursor {cursor!r} is not one this server handed out")
+                q = q.where(models.c.name > after)
             if wanted:
                 q = q.where(
                     sa.exists(self._tagged(wanted).where(versions.c.model_id == models.c.id))
@@ -367,10 +406,7 @@ class Registry:
                 .limit(limit + 1)
             )
             if cursor:
-                after = decode_cursor(cursor)
-                if not isinstance(after, int):
-                    raise Malformed(f"cursor {cursor!r} is not one this server handed out")
-                q = q.where(versions.c.number > after)
+                q = q.where(versions.c.number > _cursor_number(cursor))
             rows = conn.execute(q).mappings().all()
             tags = self._tags(conn, row["id"])
         items = [self._version_summary(v, alias_map, tags) for v in rows[:limit]]
@@ -401,8 +437,11 @@ class Registry:
         The answer is good for one request only: aliases move. It runs on every prediction, so
         the usual case is one query; only a miss takes the slower path that explains itself.
         """
-        if ref is not None and ref.isdigit():
-            row = self._by_number.first(name=name, number=int(ref))
+        number = None if ref is None else version_number(ref)
+        if not _findable(name) or (ref is not None and not _findable_ref(ref, number)):
+            row = None  # nothing of that name can exist: explained below
+        elif number is not None:
+            row = self._by_number.first(name=name, number=number)
         elif ref is not None and ref != "latest":
             row = self._by_alias.first(name=name, alias=ref)
         else:  # alias `default` when it exists (None), else the newest; "" is never an alias
@@ -434,7 +473,7 @@ class Registry:
                 sa.select(versions.c.spec).where(versions.c.id == version.id)
             ).scalar()
         if spec is None:
-            raise NotFound(f"{version.model} version {version.number} was deleted meanwhile")
+            raise VersionGone(f"{version.model} version {version.number} was deleted meanwhile")
         out = HashingFile()
         for chunk in self._chunks(version.weights_sha256, f"{version.model} version "
                                   f"{version.number}"):  # fmt: skip
@@ -462,8 +501,10 @@ class Registry:
             v = self._resolve(conn, self._model_row(conn, name), ref)
             size = conn.execute(
                 sa.select(blobs.c.size).where(blobs.c.sha256 == v["weights_sha256"])
-            ).scalar_one()
+            ).scalar()
         what = f"{name} version {v['number']}"
+        if size is None:  # deleted between the two statements (PostgreSQL reads committed data)
+            raise VersionGone(f"{what} was deleted meanwhile")
 
         def verified() -> Iterator[bytes]:
             h = hashlib.sha256()
@@ -488,7 +529,7 @@ class Registry:
                 ).scalar()
             if data is None:
                 if seq == 0:
-                    raise NotFound(f"the weights of {what} were deleted meanwhile")
+                    raise VersionGone(f"the weights of {what} were deleted meanwhile")
                 return
             yield bytes(data)
             seq += 1
@@ -723,9 +764,7 @@ class Registry:
         limit = page_size(limit)
         before = None
         if cursor:
-            before = decode_cursor(cursor)
-            if not isinstance(before, int):
-                raise Malformed(f"cursor {cursor!r} is not one this server handed out")
+            before = _cursor_number(cursor)
         with self._read() as conn:
             rows = read_events(conn, name, limit + 1, before, action, alias)
             if not rows and before is None:
@@ -793,6 +832,8 @@ class Registry:
         """The model's row; with `lock`, held until the transaction ends (PostgreSQL: FOR
         UPDATE; SQLite's BEGIN IMMEDIATE already serialises writers), so that concurrent writes
         to one model, and their history events, happen one after the other."""
+        if not _findable(name):
+            raise NotFound(f"no model named {name!r}")
         q = sa.select(models).where(models.c.name == name)
         row = conn.execute(q.with_for_update() if lock else q).mappings().first()
         if row is None:
@@ -816,20 +857,20 @@ class Registry:
             if row is None:
                 raise NotFound(f"model {name} has no versions")
             return row
-        if ref.isdigit():
-            row = conn.execute(q.where(versions.c.number == int(ref))).mappings().first()
+        number = version_number(ref)
+        if number is not None:
+            row = None
+            if number <= MAX_VERSION:
+                row = conn.execute(q.where(versions.c.number == number)).mappings().first()
             if row is None:
                 raise NotFound(f"model {name} has no version {ref}")
             return row
-        row = (
-            conn.execute(
-                q.join(aliases, aliases.c.version_id == versions.c.id).where(
-                    aliases.c.model_id == model_row["id"], aliases.c.name == ref
-                )
+        row = None
+        if _findable(ref):
+            by_alias = q.join(aliases, aliases.c.version_id == versions.c.id).where(
+                aliases.c.model_id == model_row["id"], aliases.c.name == ref
             )
-            .mappings()
-            .first()
-        )
+            row = conn.execute(by_alias).mappings().first()
         if row is None:
             raise NotFound(f"model {name} has no alias {ref!r} (nor is it a version number)")
         return row
