@@ -8,7 +8,7 @@ from typing import Any
 
 from .architecture import Limits
 from .batching import ModelConfig
-from .imaging import DEFAULT_MAX_PIXELS
+from .imaging import DEFAULT_MAX_PIXELS, DEFAULT_MAX_REQUEST_PIXELS
 
 MiB = 1024 * 1024
 
@@ -53,6 +53,8 @@ class Settings:
     #: Images or instances in one request.
     max_batch: int = 256
     max_image_pixels: int = DEFAULT_MAX_PIXELS
+    #: Pixels of all the images of one request together (decode time and memory per request).
+    max_request_pixels: int = DEFAULT_MAX_REQUEST_PIXELS
     #: Models each worker loads at start: "name" (its default version) or "name:ref".
     warmup: tuple[str, ...] = ()
     #: Batching defaults for models without a stored config (CONVSERVE_MAX_BATCH_SIZE, …).
@@ -86,6 +88,7 @@ class Settings:
             batch_bytes=_int(env, "CONVSERVE_BATCH_BYTES", d.batch_bytes),
             max_batch=_int(env, "CONVSERVE_MAX_BATCH", d.max_batch),
             max_image_pixels=_int(env, "CONVSERVE_MAX_IMAGE_PIXELS", d.max_image_pixels),
+            max_request_pixels=_int(env, "CONVSERVE_MAX_REQUEST_PIXELS", d.max_request_pixels),
             warmup=tuple(
                 filter(None, (m.strip() for m in env.get("CONVSERVE_WARMUP", "").split(",")))
             ),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import io
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,9 @@ from .errors import InvalidInput, TooLarge
 FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
 #: Pillow's own decompression-bomb threshold (about 0.25 GiB as 24-bit RGB).
 DEFAULT_MAX_PIXELS = 89_478_485
+#: Pixels all the images of one request may hold together: about two images at the per-image
+#: limit, or sixteen 12-megapixel photos; decoding that many takes ~2 s of one core.
+DEFAULT_MAX_REQUEST_PIXELS = 200_000_000
 
 _RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
@@ -62,10 +66,14 @@ class ImagePipeline:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     max_pixels: int = DEFAULT_MAX_PIXELS
+    max_request_pixels: int = DEFAULT_MAX_REQUEST_PIXELS
 
     @classmethod
     def from_description(
-        cls, pre: Mapping[str, Any], max_pixels: int = DEFAULT_MAX_PIXELS
+        cls,
+        pre: Mapping[str, Any],
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        max_request_pixels: int = DEFAULT_MAX_REQUEST_PIXELS,
     ) -> ImagePipeline:
         """From `Architecture.image_preprocess` (every default already filled in)."""
 
@@ -83,6 +91,7 @@ class ImagePipeline:
             mean=tuple(pre["mean"]),
             std=tuple(pre["std"]),
             max_pixels=max_pixels,
+            max_request_pixels=max_request_pixels,
         )
 
     @property
@@ -90,16 +99,38 @@ class ImagePipeline:
         return 1 if self.color == "L" else 3
 
     def batch(self, images: Sequence[tuple[str, bytes]]) -> np.ndarray:
-        """(N, C, H, W) float32 for N named images, in order; errors name the image."""
+        """(N, C, H, W) float32 for N named images, in order; errors name the image.
+
+        Every header is read first: images that together hold more than `max_request_pixels`
+        are refused (413) before any is decoded, so a request's decoding time and memory are
+        bounded whatever the number of images.
+        """
+        opened = [self._open(data, name) for name, data in images]
+        self._check_request_pixels(opened)
         h, w = self.size
         out = np.empty((len(images), self.channels, h, w), np.float32)
-        for i, (name, data) in enumerate(images):
-            out[i] = self(data, name)
+        for i, ((name, _), img) in enumerate(zip(images, opened, strict=True)):
+            out[i] = self._array(self._load(img, name), name)
         return out
 
     def __call__(self, data: bytes, name: str = "the image") -> np.ndarray:
         """One image as (C, H, W) float32."""
-        img = self._pixels(self._decode(data, name), name)
+        img = self._open(data, name)
+        self._check_request_pixels([img])
+        return self._array(self._load(img, name), name)
+
+    def _check_request_pixels(self, opened: Sequence[Image.Image]) -> None:
+        total = sum(img.size[0] * img.size[1] for img in opened)
+        if total > self.max_request_pixels:
+            what = "the image holds" if len(opened) == 1 else f"the {len(opened)} images hold"
+            raise TooLarge(
+                f"{what} {total:,} pixels; one request may hold at most "
+                f"{self.max_request_pixels:,} (CONVSERVE_MAX_REQUEST_PIXELS): send fewer or "
+                f"smaller images per request"
+            )
+
+    def _array(self, decoded: Image.Image, name: str) -> np.ndarray:
+        img = self._pixels(decoded, name)
         h, w = self.size
         if img.size != (w, h):
             iw, ih = img.size
@@ -126,7 +157,8 @@ class ImagePipeline:
 
     # -- steps -------------------------------------------------------------------------
 
-    def _decode(self, data: bytes, name: str) -> Image.Image:
+    def _open(self, data: bytes, name: str) -> Image.Image:
+        """The image with only its header read; 413 when it has more pixels than allowed."""
         if not data:
             raise UndecodableImage(f"{name} is empty")
         try:
@@ -136,13 +168,23 @@ class ImagePipeline:
                 f"{name} is not an image convserve can read (PNG, JPEG, BMP, GIF, TIFF or WebP)"
             ) from None
         except Image.DecompressionBombError as err:
-            raise TooLarge(f"{name}: {err}") from None
+            # Pillow refuses at twice its limit and quotes that doubled number: say ours.
+            found = re.search(r"\((\d+) pixels\)", str(err))
+            size = f" is {int(found.group(1)):,} pixels;" if found else " has too many pixels;"
+            raise TooLarge(
+                f"{name}{size} images may have at most {self.max_pixels:,} "
+                f"(CONVSERVE_MAX_IMAGE_PIXELS)"
+            ) from None
         w, h = img.size
         if w * h > self.max_pixels:
             raise TooLarge(
                 f"{name} is {w}×{h} = {w * h:,} pixels; images may have at most "
                 f"{self.max_pixels:,} (CONVSERVE_MAX_IMAGE_PIXELS)"
             )
+        return img
+
+    def _load(self, img: Image.Image, name: str) -> Image.Image:
+        """Decode an opened image (its first frame), turned as its EXIF orientation says."""
         try:
             img.load()  # the first frame of a GIF or multi-page TIFF
             if img.getexif().get(ExifTags.Base.Orientation, 1) != 1:

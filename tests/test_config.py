@@ -12,6 +12,7 @@ def test_defaults():
     assert s.database_url == "sqlite:///var/registry.db" and s.port == 8000
     assert s.model_cache_bytes == 1 << 30 and s.batch_bytes == 256 << 20
     assert s.max_batch == 256 and s.max_image_pixels == 89_478_485 and s.warmup == ()
+    assert s.max_request_pixels == 200_000_000
     assert s.host == "127.0.0.1" and s.admin_token is None
 
 
@@ -27,6 +28,7 @@ def test_every_variable_is_read():
             "CONVSERVE_BATCH_BYTES": "12",
             "CONVSERVE_MAX_BATCH": "13",
             "CONVSERVE_MAX_IMAGE_PIXELS": "14",
+            "CONVSERVE_MAX_REQUEST_PIXELS": "16",
             "CONVSERVE_WARMUP": " digits:production, lenet ,,",
             "CONVSERVE_MAX_LAYERS": "15",
             "CONVSERVE_TOKEN_FILE": "/etc/convserve/tokens",
@@ -37,6 +39,7 @@ def test_every_variable_is_read():
     assert (s.host, s.admin_token) == ("0.0.0.0", "t")
     assert (s.max_upload_bytes, s.model_cache_bytes, s.batch_bytes) == (10, 11, 12)
     assert (s.max_batch, s.max_image_pixels, s.limits.max_layers) == (13, 14, 15)
+    assert s.max_request_pixels == 16
     assert s.warmup == ("digits:production", "lenet")
     assert (s.token_file, s.reads_need_token) == ("/etc/convserve/tokens", True)
 

@@ -136,3 +136,32 @@ def test_unpacked_size_is_bounded_before_decompressing():
     assert len(buf.getvalue()) < 100_000
     with pytest.raises(SpecError, match="the limit is 1,000,000 bytes"):
         load_npz(buf.getvalue(), max_bytes=1_000_000)
+
+
+def npz_with_header(shape: tuple[int, ...], payload: bytes = b"\0" * 64) -> bytes:
+    """An .npz whose one array's header claims `shape` of float32 but holds `payload`."""
+    npy = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        npy, {"descr": "<f4", "fortran_order": False, "shape": shape}
+    )
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("conv1.weight.npy", npy.getvalue() + payload)
+    return buf.getvalue()
+
+
+def test_an_npy_header_claiming_an_impossible_shape_is_refused_before_allocating():
+    with pytest.raises(SpecError, match=r"claims shape \(100000, 100000, 100000\) of float32"):
+        load_npz(npz_with_header((100_000, 100_000, 100_000)))
+    with pytest.raises(SpecError, match="holds 64 bytes"):
+        load_npz(npz_with_header((4, 5)))  # 80 bytes claimed, 64 held
+    arrays = load_npz(npz_with_header((4, 4)))  # exactly what it holds
+    assert arrays["conv1.weight"].shape == (4, 4)
+
+
+def test_a_damaged_npy_header_is_a_422_not_a_500():
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("x.npy", b"\x93NUMPY\x01\x00\x10\x00{'descr': nope}   \n")
+    with pytest.raises(SpecError, match="is not a readable .npy array"):
+        load_npz(buf.getvalue())
