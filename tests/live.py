@@ -41,15 +41,16 @@ def live_server(
     "{port}" in a value of `env_extra` becomes the port.
     """
     port = free_port()
+    inherited = {k: v for k, v in os.environ.items() if k not in ("CONVSERVE_ADMIN_TOKEN", *unset)}
     env = {
-        **os.environ,
+        **inherited,
         "PORT": str(port),
         "HOST": "127.0.0.1",
         "DATABASE_URL": db_url,
         "WEB_CONCURRENCY": "2",
         **{k: v.replace("{port}", str(port)) for k, v in env_extra.items()},
     }
-    for name in ("CONVSERVE_ADMIN_TOKEN", *unset):
+    for name in unset:
         env.pop(name, None)
     if command is None:
         argv = ["make", "-s", "serve"]

@@ -14,7 +14,7 @@ from werkzeug.datastructures import MultiDict
 from service.errors import Malformed, UnsupportedMedia
 from service.weights import HashingFile
 
-from . import bodies
+from . import bodies, openapi_contract
 
 
 def single_values(values: MultiDict, schema: ma.Schema, what: str) -> None:
@@ -99,6 +99,11 @@ class ProblemSchema(ma.Schema):
 
 class ConvserveApi(Api):
     ERROR_SCHEMA = ProblemSchema
+
+    def init_app(self, app: Any, *, spec_kwargs: Any = None) -> None:
+        super().init_app(app, spec_kwargs=spec_kwargs)
+        generate = self.spec.to_dict
+        self.spec.to_dict = lambda: openapi_contract.finish(generate())  # type: ignore[method-assign]
 
     def _register_error_handlers(self) -> None:
         """Errors are answered by service.api.problems, in problem+json."""

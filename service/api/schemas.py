@@ -411,7 +411,7 @@ def bodies_doc(what: str) -> dict[str, Any]:
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
-                    "properties": {"image": {"type": "array", "items": binary}},
+                    "properties": {"image": {"type": "array", "items": binary, "minItems": 1}},
                     "required": ["image"],
                 }
             },

@@ -1,0 +1,60 @@
+"""/openapi.json says what the server does: error media types, /v2 answers, path parameters."""
+
+from __future__ import annotations
+
+from openapi_spec_validator import validate
+
+
+def test_errors_are_declared_as_problem_json_and_v2_as_its_error_body(client):
+    doc = client.get("/openapi.json").get_json()
+    validate(doc)
+    responses = doc["components"]["responses"]
+    assert set(responses["DEFAULT_ERROR"]["content"]) == {"application/problem+json"}
+    assert set(responses["BAD_REQUEST"]["content"]) == {"application/problem+json"}
+    assert responses["V2_ERROR"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/V2Error"
+    }
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            if method == "parameters":
+                continue
+            default = op["responses"]["default"]["$ref"]
+            want = "V2_ERROR" if path.startswith("/v2") else "DEFAULT_ERROR"
+            assert default.endswith(want), (path, method, default)
+
+
+def test_every_v2_operation_declares_its_answer(client):
+    doc = client.get("/openapi.json").get_json()
+    for path, item in doc["paths"].items():
+        if not path.startswith("/v2"):
+            continue
+        for method, op in item.items():
+            if method == "parameters":
+                continue
+            ok = op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+            assert ok.startswith("#/components/schemas/V2"), (path, method)
+    infer = doc["paths"]["/v2/models/{name}/infer"]["post"]["responses"]["200"]["content"]
+    assert "application/octet-stream" in infer
+
+
+def test_path_parameters_say_what_is_accepted(client):
+    doc = client.get("/openapi.json").get_json()
+    params = {
+        p["name"]: p["schema"]
+        for item in doc["paths"].values()
+        for p in item.get("parameters", [])
+        if p["in"] == "path"
+    }
+    assert params["name"]["pattern"] == "^[a-z0-9][a-z0-9._-]{0,63}$"
+    assert params["alias"]["pattern"].startswith("^[a-z]")
+    assert "[0-9]{1,10}" in params["ref"]["pattern"]
+
+
+def test_limit_takes_one_value(client):
+    limit = next(
+        p
+        for p in client.get("/openapi.json").get_json()["paths"]["/v1/models"]["get"]["parameters"]
+        if p["name"] == "limit"
+    )
+    assert limit["schema"]["type"] == "integer"
+    assert client.get("/v1/models?limit=1&limit=2").status_code == 400
