@@ -125,6 +125,39 @@ def read_body(req: Request, limit: int, budget: ValueBudget | None = None) -> by
     return out
 
 
+#: Unread request body a refusal reads and discards so the client sees the answer (see below).
+DRAIN_BYTES = 8 * 1024 * 1024
+
+
+def drain_unread(environ: dict[str, Any], limit: int = DRAIN_BYTES) -> int:
+    """Read and discard what is left of a request body the answer did not need (a 401 to an
+    upload, a 404 for an unknown model): at most `limit` bytes; returns how many were read.
+
+    gunicorn keeps such a connection alive with the rest of the body unread in it; when the
+    client sends its next request on it, the worker may find no request there yet and close it,
+    and the client sees a reset instead of an answer (1 in 3 at 200 KB with a keep-alive client).
+    Reading the rest first leaves the connection clean. Bodies longer than `limit` are left to
+    gunicorn, which drains them itself before the next request (and nothing is read when the
+    declared length already says so).
+    """
+    length = environ.get("CONTENT_LENGTH")
+    if length and length.isdigit() and int(length) > limit:
+        return 0
+    stream = environ.get("wsgi.input")
+    if stream is None:
+        return 0
+    read = 0
+    try:
+        while read < limit:
+            chunk = stream.read(min(CHUNK, limit - read))
+            if not chunk:
+                break
+            read += len(chunk)
+    except (OSError, ValueError):  # the client went away: nothing to protect
+        pass
+    return read
+
+
 # -- JSON ------------------------------------------------------------------------------------
 
 # JSON strings (their contents may hold brackets that are not structure).

@@ -11,6 +11,8 @@ from werkzeug.exceptions import HTTPException
 
 from service import errors as e
 
+from .bodies import drain_unread
+
 log = logging.getLogger("convserve")
 
 #: Domain exception → (HTTP status, problem type slug).
@@ -122,6 +124,12 @@ def _webargs_errors(messages: Any) -> list[dict[str, Any]]:
 
 
 def init_app(app: Flask) -> None:
+    @app.after_request
+    def _drain(resp: Response) -> Response:
+        if resp.status_code >= 400 and request.method in ("POST", "PUT", "PATCH", "DELETE"):
+            drain_unread(request.environ)
+        return resp
+
     @app.errorhandler(e.ConvserveError)
     def _domain(err: e.ConvserveError) -> Response:
         status, slug = _status_of(err)
