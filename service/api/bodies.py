@@ -158,6 +158,12 @@ def drain_unread(environ: dict[str, Any], limit: int = DRAIN_BYTES) -> int:
     return read
 
 
+def check_instance_values(raw: bytes | bytearray, max_values: int, why: str) -> None:
+    """413 when a JSON body of instances holds more values than `max_values` (+ a little for the
+    rest of the document), counted without parsing it: refused before any is built."""
+    ValueBudget(max_values + SPARE_VALUES, "the request", why=why).feed(raw)
+
+
 # -- JSON ------------------------------------------------------------------------------------
 
 # JSON strings (their contents may hold brackets that are not structure).

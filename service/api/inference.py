@@ -12,7 +12,7 @@ from flask import Response, current_app, request
 from service.errors import Malformed, UnsupportedMedia
 from service.serving import DataPlane, LoadedModel
 
-from . import multipart
+from . import bodies, multipart
 from .parsing import ApiBlueprint
 from .schemas import (
     ActivationArgs,
@@ -60,6 +60,13 @@ def read_inputs(dp: DataPlane, model: LoadedModel) -> np.ndarray:
     if mimetype.startswith("image/"):
         return dp.images(model, [("the request body", request.get_data())])
     if mimetype == "application/json":
+        per_input = int(np.prod(model.arch.input_shape))
+        bodies.check_instance_values(
+            request.get_data(cache=True),
+            dp.max_batch * per_input,
+            f"and model {model.name!r} takes at most {dp.max_batch} instances of {per_input:,} "
+            f"values per request (CONVSERVE_MAX_BATCH)",
+        )
         body = request.get_json(silent=True)
         if not isinstance(body, dict) or "instances" not in body:
             raise Malformed('the JSON body must be an object {"instances": [...]}')

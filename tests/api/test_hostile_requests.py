@@ -210,3 +210,11 @@ def test_forged_npy_headers_in_weights_are_a_422(client):
         zf.writestr("conv1.weight.npy", npy.getvalue() + b"\0" * 16)
     resp = register(client, weights=buf.getvalue())
     assert_problem(resp, 422, "claims shape (100000, 100000, 100000)")
+    assert_problem(resp, 422, "claims shape 100000×100000×100000")
+
+
+def test_json_instances_beyond_what_the_model_can_take_are_refused_before_parsing(lenet):
+    body = b'{"instances": [' + b"0," * 2_000_000 + b"0]}"  # LeNet takes 256 × 1,024 at most
+    resp = lenet.post("/v1/models/lenet/predict", data=body, content_type="application/json")
+    assert_problem(resp, 413, "more than", "at most 256 instances of 1,024 values",
+                   "before being parsed")  # fmt: skip
