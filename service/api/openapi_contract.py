@@ -96,10 +96,20 @@ V2_SCHEMAS: dict[str, dict[str, Any]] = {
             },
         },
     },
+    "V2ModelConfig": {"type": "object", "description": "Triton's model configuration JSON"},
+    "V2Statistics": {
+        "type": "object",
+        "required": ["model_stats"],
+        "properties": {"model_stats": {"type": "array", "items": {"type": "object"}}},
+    },
+    "V2RepositoryIndex": {
+        "type": "array",
+        "items": {"type": "object", "properties": {"name": {"type": "string"}}},
+    },
 }
 
 #: The 200 answer of each /v2 operation, by (path suffix after /v2, method).
-_V2_OK = {
+_V2_OK: dict[tuple[str, str], str | None] = {
     ("", "get"): "V2ServerMetadata",
     ("/health/live", "get"): "V2Live",
     ("/health/ready", "get"): "V2Ready",
@@ -109,6 +119,14 @@ _V2_OK = {
     ("/models/{name}/versions/{version}/ready", "get"): "V2ModelReady",
     ("/models/{name}/infer", "post"): "V2InferResponse",
     ("/models/{name}/versions/{version}/infer", "post"): "V2InferResponse",
+    ("/models/{name}/config", "get"): "V2ModelConfig",
+    ("/models/{name}/versions/{version}/config", "get"): "V2ModelConfig",
+    ("/models/stats", "get"): "V2Statistics",
+    ("/models/{name}/stats", "get"): "V2Statistics",
+    ("/models/{name}/versions/{version}/stats", "get"): "V2Statistics",
+    ("/repository/index", "post"): "V2RepositoryIndex",
+    ("/repository/models/{name}/load", "post"): None,  # 200 with an empty body
+    ("/repository/models/{name}/unload", "post"): None,
 }
 
 
@@ -148,7 +166,10 @@ def finish(doc: dict[str, Any]) -> dict[str, Any]:
             for status, response in list(responses.items()):
                 if status != "200" and "$ref" in response:
                     responses[status] = {"$ref": "#/components/responses/V2_ERROR"}
-            ok = _V2_OK.get((path.removeprefix("/v2"), method))
+            key = (path.removeprefix("/v2"), method)
+            if key in _V2_OK and _V2_OK[key] is None:
+                responses["200"] = {"description": "OK, with an empty body"}
+            ok = _V2_OK.get(key)
             if ok is not None:
                 content: dict[str, Any] = {"application/json": {"schema": _ref(ok)}}
                 if ok == "V2InferResponse":
