@@ -136,7 +136,9 @@ def model_ready(name: str, version: str | None = None) -> dict[str, Any]:
 def infer(name: str, version: str | None = None) -> Response:
     """Run one batch `[N, *input.shape]` of FP32; the output `output` is the last layer's values."""
     dp = data_plane()
-    raw = _read_body()
+    # The version the request names, resolved first (dp.infer resolves it again, from the cache)
+    # only to bound the values its body may hold: a body of more is refused while inflating.
+    raw = _read_body(dp, dp.model(name, version))
     parsed: list[bodies.InferRequest] = []
 
     def decode(model: LoadedModel) -> np.ndarray:
@@ -181,22 +183,36 @@ def _response(dp: DataPlane, model: LoadedModel, doc: dict[str, Any], y: np.ndar
     return resp
 
 
-def _read_body() -> bytes | bytearray:
-    """The body, inflated (gzip, deflate) in a stream that stops at the upload limit (413)."""
+def _read_body(dp: DataPlane, model: LoadedModel) -> bytes | bytearray:
+    """The body, inflated (gzip, deflate) in a stream that stops at the upload limit (413), or
+    as soon as its JSON holds more values than the model can take in one request."""
     limit = current_app.extensions["convserve"].settings.max_upload_bytes
-    return bodies.read_body(request, limit)
+    length = request.headers.get(HEADER_LENGTH)
+    json_bytes = int(length) if length is not None and length.strip().isdecimal() else None
+    per_input = int(np.prod(model.arch.input_shape))
+    budget = bodies.ValueBudget(
+        dp.max_batch * per_input + bodies.SPARE_VALUES,
+        "the inference request",
+        json_bytes,
+        _too_many(dp, model),
+    )
+    return bodies.read_body(request, limit, budget)
+
+
+def _too_many(dp: DataPlane, model: LoadedModel) -> str:
+    per_input = int(np.prod(model.arch.input_shape))
+    return (
+        f"and model {model.name!r} takes at most {dp.max_batch} inputs of {per_input:,} values "
+        f"per request (CONVSERVE_MAX_BATCH)"
+    )
 
 
 def _parse(dp: DataPlane, model: LoadedModel, raw: bytes | bytearray) -> bodies.InferRequest:
     """The JSON header (data arrays still as text) and the binary tensors after it. The client
     sends no Content-Type."""
     per_input = int(np.prod(model.arch.input_shape))
-    why = (
-        f"and model {model.name!r} takes at most {dp.max_batch} inputs of {per_input:,} values "
-        f"per request (CONVSERVE_MAX_BATCH)"
-    )
     length = request.headers.get(HEADER_LENGTH)
-    return bodies.infer_request(raw, length, dp.max_batch * per_input, why)
+    return bodies.infer_request(raw, length, dp.max_batch * per_input, _too_many(dp, model))
 
 
 def _input(

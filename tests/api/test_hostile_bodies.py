@@ -230,3 +230,15 @@ def test_v1_problem_for_the_same_bodies(lenet):
     deep = b'{"instances": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     resp = lenet.post("/v1/models/lenet/predict", data=deep, content_type="application/json")
     assert_problem(resp, 400, "levels deep")
+
+
+def test_a_gzip_bomb_of_values_is_refused_while_inflating_over_http(lenet):
+    bomb = gzip_of_zeros(64 << 20)  # 64 MiB of "0," inflated; LeNet takes 262,144 values at most
+    tracemalloc.start()
+    try:
+        resp = lenet.post(INFER, data=bomb, headers={"Content-Encoding": "gzip"})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    error_of(resp, 413, "JSON values", "before being parsed")
+    assert peak < 16 << 20, f"{peak:,} bytes held for a refused request"
