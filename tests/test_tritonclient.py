@@ -111,12 +111,14 @@ def test_config_statistics_and_repository_through_the_client(client):
     assert _eventually(lambda: client.is_model_ready("lenet"))
 
 
-def _eventually(check, seconds: float = 5.0) -> bool:
-    """`check()` holds for 10 consecutive tries (any worker may answer) within `seconds`."""
-    end, streak = time.monotonic() + seconds, 0
+def _eventually(check, seconds: float = 8.0, hold: float = 1.5) -> bool:
+    """`check()` holds without a break for `hold` seconds (longer than the 1 s every worker may
+    take to re-read the state, so later tests meet no stale worker) within `seconds`."""
+    end, since = time.monotonic() + seconds, None
     while time.monotonic() < end:
-        streak = streak + 1 if check() else 0
-        if streak == 10:
+        now = time.monotonic()
+        since = (since or now) if check() else None
+        if since is not None and now - since >= hold:
             return True
         time.sleep(0.05)
     return False
