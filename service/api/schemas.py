@@ -11,6 +11,7 @@ from marshmallow import fields, validate
 from werkzeug.datastructures import FileStorage
 
 from service.errors import Malformed
+from service.registry.history import ACTIONS
 from service.registry.store import MAX_VERSION
 
 from . import bodies
@@ -258,21 +259,7 @@ class AliasSchema(ma.Schema):
 class EventSchema(ma.Schema):
     at = fields.String(metadata={"format": "date-time"})
     actor = fields.String(metadata={"description": "the token's name, or anonymous"})
-    action = fields.String(
-        metadata={
-            "enum": [
-                "register",
-                "delete_version",
-                "set_alias",
-                "delete_alias",
-                "delete_model",
-                "set_config",
-                "set_tag",
-                "delete_tag",
-                "set_description",
-            ]
-        }
-    )
+    action = fields.String(metadata={"enum": list(ACTIONS)})
     version = fields.Integer(allow_none=True)
     alias = fields.String(allow_none=True)
     previous_version = fields.Integer(allow_none=True)
