@@ -392,15 +392,17 @@ class DataPlane:
         ref: str | None,
         decode: Callable[[LoadedModel], np.ndarray],
         encode: Callable[[LoadedModel, np.ndarray], Any],
+        model: LoadedModel | None = None,
     ) -> tuple[LoadedModel, Any]:
-        """The last layer's output for what `decode` reads, handed to `encode`."""
+        """The last layer's output for what `decode` reads, handed to `encode`. `model`: the
+        version the caller already resolved for this request (it is not resolved again)."""
 
         def finish(model: LoadedModel, y: np.ndarray) -> Any:
             if model.arch.num_classes is not None:
                 self.count_predictions(model, y.reshape(len(y), -1).argmax(axis=1))
             return encode(model, y)
 
-        return self._request(name, ref, decode, finish)
+        return self._request(name, ref, decode, finish, model=model)
 
     def activations(
         self,
@@ -431,11 +433,12 @@ class DataPlane:
         decode: Callable[[LoadedModel], np.ndarray],
         finish: Callable[[LoadedModel, np.ndarray], Any],
         layer: str | None = None,
+        model: LoadedModel | None = None,
     ) -> tuple[LoadedModel, Any]:
         """Resolve, decode, queue for the scheduler, finish; each phase timed for the statistics
         (Triton's: compute_input, queue, compute_infer, compute_output, success or fail)."""
         start = time.perf_counter()
-        model = self.model(name, ref)
+        model = model or self.model(name, ref)
         labels = (model.name, str(model.number))
         try:
             x = decode(model)

@@ -136,9 +136,10 @@ def model_ready(name: str, version: str | None = None) -> dict[str, Any]:
 def infer(name: str, version: str | None = None) -> Response:
     """Run one batch `[N, *input.shape]` of FP32; the output `output` is the last layer's values."""
     dp = data_plane()
-    # The version the request names, resolved first (dp.infer resolves it again, from the cache)
-    # only to bound the values its body may hold: a body of more is refused while inflating.
-    raw = _read_body(dp, dp.model(name, version))
+    # The version the request names, resolved before the body is read: it bounds the values the
+    # body may hold, so a body of more is refused while inflating. The same version runs it.
+    resolved = dp.model(name, version)
+    raw = _read_body(dp, resolved)
     parsed: list[bodies.InferRequest] = []
 
     def decode(model: LoadedModel) -> np.ndarray:
@@ -150,7 +151,8 @@ def infer(name: str, version: str | None = None) -> Response:
         _requested_outputs(model, req.doc)  # a bad output request fails before the model runs
         return x
 
-    _, resp = dp.infer(name, version, decode, lambda m, y: _response(dp, m, parsed[-1].doc, y))
+    encode = lambda m, y: _response(dp, m, parsed[-1].doc, y)  # noqa: E731
+    _, resp = dp.infer(name, version, decode, encode, model=resolved)
     return resp
 
 
