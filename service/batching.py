@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import InvalidInput
@@ -132,9 +132,6 @@ class ModelConfig:
                 ),
             ),
         )
-
-    def with_max_batch(self, n: int) -> ModelConfig:
-        return replace(self, max_batch_size=n)
 
 
 #: Above any sensible setting (a day in microseconds, a million inputs), and well inside int64.
