@@ -250,10 +250,29 @@ def model_stats(base: str, name: str) -> dict | None:
     return total
 
 
-def settled_stats(base: str, name: str, quiet: float = 0.5, limit: float = 60.0) -> dict | None:
+def in_scheduler(base: str, name: str) -> float | None:
+    """Requests of `name` waiting for or running in a batch, over every worker, from /metrics
+    (None: the server does not say)."""
+    try:
+        text = requests.get(f"{base}/metrics", timeout=10).text
+    except requests.RequestException:
+        return None
+    values = [
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("convserve_scheduler_requests{") and f'model="{name}"' in line
+    ]
+    return sum(values) if values else None
+
+
+def settled_stats(base: str, name: str, quiet: float = 0.5, limit: float = 120.0) -> dict | None:
     """The statistics once requests still in flight when the clients stopped have finished
-    (unchanged for `quiet` seconds): they belong to this measurement, not to the next."""
-    last, since, deadline = model_stats(base, name), time.monotonic(), time.monotonic() + limit
+    (none left in the scheduler, then unchanged for `quiet` seconds): they belong to this
+    measurement, not to the next."""
+    deadline = time.monotonic() + limit
+    while (in_scheduler(base, name) or 0) > 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    last, since = model_stats(base, name), time.monotonic()
     while time.monotonic() < deadline:
         time.sleep(0.1)
         now = model_stats(base, name)

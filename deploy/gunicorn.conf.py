@@ -11,10 +11,18 @@ from service.runtime.blas import prefer_avx512_kernels, share_cpus_between
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # Before anything loads NumPy (service.config does): BLAS on one thread, and each worker's engine
 # gets its share of the CPUs as its own threads (CONVSERVE_ENGINE_THREADS; see the function).
+_fixed_engine_threads = "CONVSERVE_ENGINE_THREADS" in os.environ
 share_cpus_between(workers)
 prefer_avx512_kernels()  # OpenBLAS's AVX-512 kernels where the CPU has them (see the function)
 
 from service.config import Settings  # noqa: E402 - after the BLAS thread count is set
+from service.kernels.parallel import CoreShare  # noqa: E402
+from service.runtime.blas import available_cpus  # noqa: E402
+
+# Workers lend their cores to each other while idle, so a lone request runs on every core and
+# busy workers never oversubscribe them (see CoreShare). A CONVSERVE_ENGINE_THREADS set by hand
+# is taken as a fixed number of threads per worker instead.
+_cores = None if _fixed_engine_threads else CoreShare(workers, available_cpus())
 
 _settings = Settings.from_env()
 
@@ -78,8 +86,15 @@ def when_ready(server):  # noqa: ANN001, ANN201
     gunicorn_hooks.announce_write_policy(server, _settings)
 
 
+def pre_fork(server, worker):  # noqa: ANN001, ANN201
+    if _cores is not None:  # in the master: the new worker's slot in the core share
+        worker.core_slot = _cores.free_slot(w.core_slot for w in server.WORKERS.values())
+
+
 def post_fork(server, worker):  # noqa: ANN001, ANN201
     gunicorn_hooks.record_listeners(worker.sockets)
+    if _cores is not None:
+        _cores.join(worker.core_slot)
 
 
 def on_exit(server):  # noqa: ANN001, ANN201

@@ -72,6 +72,13 @@ QUEUE_DURATION = Histogram(
     ["model", "version"],
     buckets=INFERENCE_BUCKETS,
 )
+IN_SCHEDULER = Gauge(
+    "convserve_scheduler_requests",
+    "Inference requests in the scheduler, waiting for or running in a batch, by model and "
+    "version, summed over live workers: the queue depth to scale on.",
+    ["model", "version"],
+    multiprocess_mode="livesum",
+)
 BATCH_EXECUTIONS = Counter(
     "convserve_batch_executions",
     "Engine executions (batches of one or more requests), by model and version.",

@@ -25,6 +25,7 @@ import numpy as np
 from . import metrics
 from .batching import ModelConfig
 from .errors import Unavailable
+from .kernels import parallel
 
 
 @dataclass(eq=False)
@@ -82,7 +83,12 @@ class Scheduler:
             self._waiting[key] = waiting + req.n
             self._queue.append(req)
             self._cond.notify()
-        req.done.wait()
+        gauge = metrics.IN_SCHEDULER.labels(*self._labels(model))
+        gauge.inc()
+        try:
+            req.done.wait()
+        finally:
+            gauge.dec()
         if req.error is not None:
             raise req.error
         return req
@@ -196,7 +202,8 @@ class Scheduler:
         for req in live:
             metrics.QUEUE_DURATION.labels(*labels).observe(req.queue_seconds)
         x = live[0].x if len(live) == 1 else np.concatenate([r.x for r in live])
-        y = self._execute(model, x, live[0].task)  # times itself into the inference metrics
+        with parallel.engaged():  # the server's other workers leave this one its cores
+            y = self._execute(model, x, live[0].task)  # times itself into the inference metrics
         elapsed = time.perf_counter() - start
         metrics.BATCH_EXECUTIONS.labels(*labels).inc()
         metrics.INFERENCES.labels(*labels).inc(len(x))

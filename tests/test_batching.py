@@ -226,3 +226,26 @@ def test_server_wide_defaults_come_from_the_environment():
     assert ModelConfig.from_env({}) == ModelConfig()
     with pytest.raises(ValueError, match="CONVSERVE_MAX_BATCH_SIZE must be an integer"):
         ModelConfig.from_env({"CONVSERVE_MAX_BATCH_SIZE": "many"})
+
+
+def test_the_scheduler_gauge_counts_requests_waiting_and_running_then_falls_to_zero():
+    from prometheus_client import REGISTRY
+
+    def in_scheduler() -> float:
+        labels = {"model": "gauge-m", "version": "1"}
+        return REGISTRY.get_sample_value("convserve_scheduler_requests", labels) or 0.0
+
+    engine = Engine(hold_first=True)
+    sched = Scheduler(engine, lambda m: ("gauge-m", "1"))
+    cfg = config(mbs=1)
+    with ThreadPoolExecutor(2) as pool:
+        running = pool.submit(sched.submit, "k", Model(), np.zeros((1, 2), np.float32), cfg)
+        engine.started.wait(5)
+        waiting = pool.submit(sched.submit, "k", Model(), np.zeros((1, 2), np.float32), cfg)
+        wait_until(lambda: in_scheduler() == 2)  # one running, one waiting for the next batch
+        engine.gate.set()
+        running.result(10), waiting.result(10)
+    assert in_scheduler() == 0
+    with pytest.raises(Unavailable):  # refused requests never count
+        sched.submit("k", Model(), np.zeros((2, 2), np.float32), config(mbs=1, queue=1))
+    assert in_scheduler() == 0

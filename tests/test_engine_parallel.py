@@ -3,6 +3,8 @@ reach the caller, and threads never nest."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 
 import numpy as np
@@ -117,3 +119,102 @@ def test_default_threads_follow_the_environment(monkeypatch):
     monkeypatch.setenv("CONVSERVE_ENGINE_THREADS", "two")
     with pytest.raises(ValueError, match="CONVSERVE_ENGINE_THREADS"):
         parallel.default_threads()
+
+
+@pytest.fixture
+def core_share():
+    """A CoreShare joined by this process for one test; the process' own setting restored."""
+    before = parallel.threads()
+    made: list[parallel.CoreShare] = []
+
+    def make(workers: int, cpus: int) -> parallel.CoreShare:
+        made.append(parallel.CoreShare(workers, cpus))
+        return made[-1]
+
+    yield make
+    parallel._share = None
+    parallel.set_threads(before)
+
+
+def _in_child(share: parallel.CoreShare, slot: int, busy: bool) -> tuple[int, int]:
+    """Fork a worker that joins `slot` (busy or idle) and waits; returns (pid, fd to release it)."""
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the worker: hold the flag until told to go
+        try:
+            share.join(slot)
+            with share.busy() if busy else contextlib.nullcontext():
+                os.write(ready_w, b"x")
+                os.read(go_r, 1)
+        finally:
+            os._exit(0)
+    os.read(ready_r, 1)
+    return pid, go_w
+
+
+def _release(pid: int, go: int) -> None:
+    os.write(go, b"x")
+    os.waitpid(pid, 0)
+
+
+def test_an_idle_worker_lends_its_cores_and_a_busy_one_keeps_them(core_share):
+    share = core_share(workers=2, cpus=4)
+    assert share.free_slot([]) == 0 and share.free_slot([0]) == 1
+    assert share.free_slot([0, 1]) is None
+    share.join(0)
+    assert parallel.threads() == 4
+    assert parallel.threads_now() == 4  # the other worker is idle: every core
+    assert parallel.pieces() == 12
+
+    pid, go = _in_child(share, slot=1, busy=True)
+    try:
+        assert parallel.threads_now() == 2  # it is busy: only this worker's own share
+        ran_on: set[str] = set()
+        parallel.run_all([lambda: ran_on.add(threading.current_thread().name)] * 50)
+        assert len(ran_on) <= 2
+    finally:
+        _release(pid, go)
+    assert parallel.threads_now() == 4  # it went idle again (its flag is cleared on the way out)
+
+
+def test_a_worker_that_died_busy_does_not_hold_its_cores(core_share):
+    share = core_share(workers=2, cpus=2)
+    share.join(0)
+    share._flags[1] = 1  # what a worker killed inside a batch leaves behind
+    assert parallel.threads_now() == 1
+    pid, go = _in_child(share, slot=1, busy=False)  # its replacement takes the slot
+    try:
+        assert parallel.threads_now() == 2
+    finally:
+        _release(pid, go)
+
+
+def test_a_worker_without_a_slot_uses_its_own_share_only(core_share):
+    share = core_share(workers=3, cpus=6)
+    share.join(None)  # a fourth worker during a reload
+    assert parallel.threads() == 6 and parallel.threads_now() == 2
+    with parallel.engaged():  # and marks nothing
+        assert sum(share._flags[:]) == 0
+
+
+def test_gunicorn_gives_each_worker_its_own_slot(monkeypatch, tmp_path):
+    """deploy/gunicorn.conf.py's hooks, as gunicorn's master calls them before each fork."""
+    import runpy
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    monkeypatch.delenv("CONVSERVE_ENGINE_THREADS", raising=False)
+    monkeypatch.setenv("WEB_CONCURRENCY", "3")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # the file sets it otherwise
+    conf = runpy.run_path(str(Path(__file__).parents[1] / "deploy" / "gunicorn.conf.py"))
+    server = SimpleNamespace(WORKERS={})
+    for pid in (101, 102, 103):
+        worker = SimpleNamespace()
+        conf["pre_fork"](server, worker)
+        server.WORKERS[pid] = worker
+    assert sorted(w.core_slot for w in server.WORKERS.values()) == [0, 1, 2]
+    dead = server.WORKERS.pop(102)  # a worker exits; its replacement gets its slot
+    replacement = SimpleNamespace()
+    conf["pre_fork"](server, replacement)
+    assert replacement.core_slot == dead.core_slot
