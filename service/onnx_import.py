@@ -1,8 +1,10 @@
 """ONNX graph → convserve spec + weights (the `onnx` extra).
 
-Each supported node becomes one layer of the catalogue, initializers become the weights, and
-pure plumbing (Identity, Dropout) disappears. Shapes come from ONNX's own shape inference, which
-resolves `auto_pad` and tells Reshape-to-2-D apart from other reshapes. Anything the engine cannot
+Each supported node becomes one layer of the catalogue, converted by the layer type whose
+`onnx_ops` list its op (`LayerType.from_onnx`: this module walks the graph and names no type);
+initializers become the weights, and pure plumbing (Identity, Dropout) disappears. Shapes come
+from ONNX's own shape inference, which resolves `auto_pad` and tells Reshape-to-2-D apart from
+other reshapes. Anything the engine cannot
 run is refused with the node's name and op type, before anything is stored; the result is then
 validated like any uploaded spec.
 
@@ -19,22 +21,17 @@ import json
 import posixpath
 import re
 import zipfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from .catalogue import ONNX_OPS, LayerType
+from .catalogue.onnx_graph import OnnxRefusal, node_name
 from .errors import Problem, SpecError, UnsupportedMedia
 
 MIN_OPSET = 11
-SUPPORTED = (
-    "Conv, MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool, ReduceMean and ReduceMax (over "
-    "the spatial axes), Gemm, MatMul (+ Add bias), Flatten, Reshape (to 2-D), BatchNormalization, "
-    "LRN, Relu, Clip (0, 6), LeakyRelu, Sigmoid, Tanh, Softmax, Add, Concat, Dropout, Identity, "
-    "and constant subgraphs (Constant, Shape, Cast, Reshape, Concat, … of constants), which are "
-    "folded"
-)
 
 
 def _onnx() -> Any:
@@ -69,9 +66,18 @@ class _Graph:
     #: good for a Reshape's target ([N, -1]), for nothing else
     dynamic: set[str] = field(default_factory=set)
 
-    def layer(self, node: Any, kind: str, inputs: list[str], **fields: Any) -> dict[str, Any]:
-        name = self._name(node)
-        layer = {"name": name, "type": kind, **fields}
+    def layer(
+        self,
+        node: Any,
+        kind: LayerType,
+        inputs: Sequence[str],
+        base_name: str | None = None,
+        **fields: Any,
+    ) -> dict[str, Any]:
+        """Append a layer of `kind` reading the tensors `inputs`, computing the node's output;
+        named after the node's module path, or `base_name` when given."""
+        name = self.unique(base_name) if base_name else self._name(node)
+        layer = {"name": name, "type": kind.type_name, **fields}
         srcs = [self.source(node, t) for t in inputs]
         if not (len(srcs) == 1 and self.layers and srcs[0] == self.layers[-1]["name"]):
             layer["inputs"] = srcs
@@ -85,8 +91,8 @@ class _Graph:
         if tensor not in self.producer:
             what = "a constant" if tensor in self.consts else "not computed by any earlier node"
             raise _fail(
-                _node_name(node),
-                f"ONNX node {_node_name(node)!r} ({node.op_type}) reads {tensor!r}, which is "
+                node_name(node),
+                f"ONNX node {node_name(node)!r} ({node.op_type}) reads {tensor!r}, which is "
                 f"{what}; convserve layers read one tensor flowing through the network",
             )
         return self.producer[tensor]
@@ -94,11 +100,15 @@ class _Graph:
     def const(self, node: Any, tensor: str, what: str) -> np.ndarray:
         if tensor not in self.consts or tensor in self.dynamic:
             raise _fail(
-                _node_name(node),
-                f"ONNX node {_node_name(node)!r} ({node.op_type}) computes its {what} at run "
+                node_name(node),
+                f"ONNX node {node_name(node)!r} ({node.op_type}) computes its {what} at run "
                 f"time; convserve needs it stored in the model (an initializer)",
             )
         return np.asarray(self.consts[tensor], dtype=np.float32)
+
+    def alias(self, node: Any) -> None:
+        """The node's output is its input (Identity, Dropout at inference): no layer."""
+        self.producer[node.output[0]] = self.source(node, node.input[0])
 
     def _name(self, node: Any) -> str:
         return self.unique(_module_path(node, self))
@@ -116,10 +126,6 @@ class _Graph:
 
 class _FollowOn(Exception):
     """A node reads what a refused node computes: that node's problem already says why."""
-
-
-def _node_name(node: Any) -> str:
-    return node.name or node.output[0]
 
 
 def _op(node: Any) -> str:
@@ -176,340 +182,30 @@ def _attrs(node: Any) -> dict[str, Any]:
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
 
 
-def _decode(v: Any) -> Any:
-    return v.decode() if isinstance(v, bytes) else v
+# -- conversion: by the layer types, but for plumbing ---------------------------------------
 
 
-# -- conversion per op -----------------------------------------------------------------------
+def _identity(g: _Graph, node: Any, a: dict[str, Any]) -> None:
+    g.alias(node)
 
 
-def _conv(g: _Graph, node: Any, a: dict[str, Any]) -> None:
-    w = g.const(node, node.input[1], "weight")
-    rank = w.ndim - 2
-    if rank not in (1, 2, 3):
-        raise _fail(_node_name(node), f"{node.op_type} {_node_name(node)!r} is {rank}-D")
-    group = int(a.get("group", 1))
-    kernel = list(w.shape[2:])
-    stride = list(a.get("strides", [1] * rank))
-    dilation = list(a.get("dilations", [1] * rank))
-    padding = _pads(g, node, a, kernel, stride, dilation, rank)
-    layer = g.layer(
-        node,
-        f"conv{rank}d",
-        [node.input[0]],
-        in_channels=int(w.shape[1]) * group,
-        out_channels=int(w.shape[0]),
-        kernel_size=kernel,
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        groups=group,
-        bias=len(node.input) > 2 and bool(node.input[2]),
-    )
-    g.weights[f"{layer['name']}.weight"] = w
-    if layer["bias"]:
-        g.weights[f"{layer['name']}.bias"] = g.const(node, node.input[2], "bias")
-
-
-def _pads(
-    g: _Graph,
-    node: Any,
-    a: dict[str, Any],
-    kernel: list[int],
-    stride: list[int],
-    dilation: list[int],
-    rank: int,
-) -> Any:
-    """ONNX pads/auto_pad as a spec padding: symmetric ints, or [before, after] pairs."""
-    auto = _decode(a.get("auto_pad", "NOTSET"))
-    if auto in ("SAME_UPPER", "SAME_LOWER"):
-        spatial = g.shapes.get(node.input[0], [])[2:]
-        if len(spatial) != rank or any(d is None for d in spatial):
-            raise _fail(
-                _node_name(node),
-                f"{_node_name(node)!r} uses auto_pad={auto}, which needs the input's size; "
-                f"give the model a fixed input shape",
-            )
-        lo, hi = [], []
-        for n, k, s, d in zip(spatial, kernel, stride, dilation, strict=True):
-            total = max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
-            small, big = total // 2, total - total // 2
-            lo.append(small if auto == "SAME_UPPER" else big)
-            hi.append(big if auto == "SAME_UPPER" else small)
-    elif auto == "VALID":
-        lo = hi = [0] * rank
-    else:
-        pads = list(a.get("pads", [0] * 2 * rank))
-        lo, hi = pads[:rank], pads[rank:]
-    if lo == hi:
-        return lo
-    return [[b, e] for b, e in zip(lo, hi, strict=True)]
-
-
-def _pool(g: _Graph, node: Any, a: dict[str, Any]) -> None:
-    kernel = list(a["kernel_shape"])
-    rank = len(kernel)
-    stride = list(a.get("strides", [1] * rank))  # ONNX's default stride is 1, not the kernel
-    dilation = list(a.get("dilations", [1] * rank))
-    padding = _pads(g, node, a, kernel, stride, dilation, rank)
-    if padding and isinstance(padding[0], list):
-        raise _fail(
-            _node_name(node),
-            f"{node.op_type} {_node_name(node)!r} pads {padding} (before, after): convserve's "
-            f"pools pad both sides equally, as PyTorch's do",
-        )
-    fields: dict[str, Any] = {
-        "kernel_size": kernel,
-        "stride": stride,
-        "padding": padding,
-        "ceil_mode": bool(a.get("ceil_mode", 0)),
-    }
-    if node.op_type == "MaxPool":
-        fields["dilation"] = dilation
-        kind = f"maxpool{rank}d"
-    else:
-        if any(d != 1 for d in dilation):
-            raise _fail(_node_name(node), f"AveragePool {_node_name(node)!r} is dilated")
-        fields["count_include_pad"] = bool(a.get("count_include_pad", 0))
-        kind = f"avgpool{rank}d"
-    if len(node.output) > 1 and node.output[1]:
-        raise _fail(_node_name(node), f"MaxPool {_node_name(node)!r} asks for indices")
-    g.layer(node, kind, [node.input[0]], **fields)
-
-
-def _gemm(g: _Graph, node: Any, a: dict[str, Any]) -> None:
-    if a.get("transA", 0):
-        raise _fail(_node_name(node), f"Gemm {_node_name(node)!r} transposes its input")
-    b = g.const(node, node.input[1], "weight")
-    w = b if a.get("transB", 0) else b.T
-    w = w * np.float32(a.get("alpha", 1.0))
-    bias = None
-    if len(node.input) > 2 and node.input[2]:
-        bias = g.const(node, node.input[2], "bias") * np.float32(a.get("beta", 1.0))
-        bias = np.broadcast_to(bias, (w.shape[0],)).copy()
-    _linear(g, node, w, bias)
-
-
-def _linear(g: _Graph, node: Any, w: np.ndarray, bias: np.ndarray | None) -> None:
-    layer = g.layer(
-        node,
-        "linear",
-        [node.input[0]],
-        in_features=int(w.shape[1]),
-        out_features=int(w.shape[0]),
-        bias=bias is not None,
-    )
-    g.weights[f"{layer['name']}.weight"] = np.ascontiguousarray(w)
-    if bias is not None:
-        g.weights[f"{layer['name']}.bias"] = bias
-
-
-def _matmul(g: _Graph, node: Any, a: dict[str, Any]) -> None:
-    w = g.const(node, node.input[1], "weight")
-    if w.ndim != 2:
-        raise _fail(
-            _node_name(node), f"MatMul {_node_name(node)!r} multiplies by a {w.ndim}-D array"
-        )
-    _linear(g, node, w.T, None)
-
-
-def _add(g: _Graph, node: Any, a: dict[str, Any]) -> None:
-    consts = [t for t in node.input if t in g.consts]
-    if not consts:
-        g.layer(node, "add", list(node.input))
-        return
-    # x·W + b as exported by MatMul then Add: fold b into the linear layer before it.
-    (bias_name,) = consts
-    (x,) = [t for t in node.input if t != bias_name]
-    prev = g.layers[-1] if g.layers else None
-    src = g.producer.get(x)
-    if prev is None or src != prev["name"] or prev["type"] != "linear" or prev["bias"]:
-        raise _fail(
-            _node_name(node),
-            f"Add {_node_name(node)!r} adds a constant; convserve supports that only as the "
-            f"bias of the MatMul just before it",
-        )
-    bias = np.broadcast_to(g.consts[bias_name], (prev["out_features"],)).astype(np.float32)
-    prev["bias"] = True
-    g.weights[f"{prev['name']}.bias"] = bias.copy()
-    g.producer[node.output[0]] = prev["name"]
-
-
-def _batchnorm(g: _Graph, node: Any, a: dict[str, Any]) -> None:
-    rank = len(g.shapes.get(node.input[0]) or [None, None, None, None]) - 2
-    kind = {0: "batchnorm1d", 1: "batchnorm1d", 2: "batchnorm2d", 3: "batchnorm3d"}.get(rank)
-    if kind is None:
-        raise _fail(_node_name(node), f"BatchNormalization {_node_name(node)!r} on {rank}-D maps")
-    scale, bias, mean, var = (
-        g.const(node, t, what)
-        for t, what in zip(node.input[1:5], ("scale", "bias", "mean", "variance"), strict=True)
-    )
-    layer = g.layer(
-        node,
-        kind,
-        [node.input[0]],
-        num_features=int(scale.shape[0]),
-        eps=float(a.get("epsilon", 1e-5)),
-    )
-    for suffix, arr in (
-        ("weight", scale),
-        ("bias", bias),
-        ("running_mean", mean),
-        ("running_var", var),
-    ):
-        g.weights[f"{layer['name']}.{suffix}"] = arr
-
-
-def _clip(g: _Graph, node: Any, a: dict[str, Any]) -> None:
-    if g.opset < 11:
-        lo, hi = a.get("min"), a.get("max")
-    else:
-        lo = (
-            float(g.const(node, node.input[1], "min"))
-            if len(node.input) > 1 and node.input[1]
-            else None
-        )
-        hi = (
-            float(g.const(node, node.input[2], "max"))
-            if len(node.input) > 2 and node.input[2]
-            else None
-        )
-    if lo == 0 and hi == 6:
-        g.layer(node, "relu6", [node.input[0]])
-    elif lo == 0 and hi is None:
-        g.layer(node, "relu", [node.input[0]])
-    else:
-        raise _fail(
-            _node_name(node),
-            f"Clip {_node_name(node)!r} clips to [{lo}, {hi}]; convserve runs Clip(0, 6) as relu6 "
-            f"and Clip(0) as relu",
-        )
-
-
-def _softmax(g: _Graph, node: Any, a: dict[str, Any]) -> None:
-    shape = g.shapes.get(node.input[0]) or []
-    axis = int(a.get("axis", 1 if g.opset < 13 else -1))
-    if axis < 0:
-        axis += len(shape) if shape else 2
-    if axis != 1 or (g.opset < 13 and len(shape) > 2):
-        raise _fail(
-            _node_name(node),
-            f"Softmax {_node_name(node)!r} normalises over axis {a.get('axis')}; convserve's "
-            f"softmax is over the channels / classes (axis 1)",
-        )
-    g.layer(node, "softmax", [node.input[0]])
-
-
-def _flatten(g: _Graph, node: Any, a: dict[str, Any]) -> None:
-    if int(a.get("axis", 1)) != 1:
-        raise _fail(_node_name(node), f"Flatten {_node_name(node)!r} keeps axis {a['axis']}")
-    g.layer(node, "flatten", [node.input[0]])
-
-
-def _reshape(g: _Graph, node: Any, a: dict[str, Any]) -> None:
-    out = g.shapes.get(node.output[0])
-    target = g.consts.get(node.input[1]) if len(node.input) > 1 else None
-    if len(node.input) > 1 and node.input[1] in g.dynamic:  # [N, -1] and the like: its length
-        target = np.full(len(target), -1) if target is not None else None
-    to_2d = (out is not None and len(out) == 2) or (target is not None and len(target) == 2)
-    dims = g.shapes.get(node.input[0]) or []
-    features = int(np.prod(dims[1:])) if dims and None not in dims[1:] else None
-    second = [d for d in (out[1] if out and len(out) == 2 else None,
-                          int(target[1]) if target is not None and len(target) == 2 else None)
-              if d is not None and d > 0]  # fmt: skip
-    if to_2d and features is not None and any(d != features for d in second):
-        to_2d = False  # [N, C, H, W] → [N·C, H·W] and the like are not a flatten
-    if not to_2d:
-        raise _fail(
-            _node_name(node),
-            f"Reshape {_node_name(node)!r} reshapes to {out or target}; convserve supports "
-            f"reshaping to [N, features] (a flatten)",
-        )
-    g.layer(node, "flatten", [node.input[0]])
-
-
-def _reduce(g: _Graph, node: Any, a: dict[str, Any]) -> None:
-    """ReduceMean/ReduceMax over every spatial axis: a global pool, as PyTorch exports
-    AdaptiveAvgPool2d(1) and `x.mean((2, 3))` (then flattened when keepdims=0)."""
-    shape = g.shapes.get(node.input[0]) or []
-    rank = len(shape)
-    if "axes" in a:  # an attribute up to opset 17, an input since 18
-        axes = [int(x) for x in a["axes"]]
-    elif len(node.input) > 1 and node.input[1]:
-        axes = [int(x) for x in np.ravel(g.const(node, node.input[1], "axes"))]
-    else:
-        axes = []
-    axes = sorted(x + rank if x < 0 else x for x in axes)
-    spatial = list(range(2, rank))
-    if not rank or not spatial or axes != spatial:
-        over = f"axes {axes}" if axes else "every axis"
-        raise _fail(
-            _node_name(node),
-            f"{node.op_type} {_node_name(node)!r} reduces over {over} of a rank-{rank or '?'} "
-            f"tensor; convserve runs it over all spatial axes ({spatial or '2, 3, …'}) as a "
-            f"global pool, as AdaptiveAvgPool2d(1) or x.mean((2, 3)) export",
-        )
-    kind = "global_avgpool" if node.op_type == "ReduceMean" else "global_maxpool"
-    layer = g.layer(node, kind, [node.input[0]])
-    if not int(a.get("keepdims", 1)):
-        flat = {"name": g.unique(f"{layer['name']}.flatten"), "type": "flatten"}
-        g.layers.append(flat)
-        g.producer[node.output[0]] = flat["name"]
-
-
-def _concat(g: _Graph, node: Any, a: dict[str, Any]) -> None:
-    axis = int(a.get("axis", 1))
-    rank = len(g.shapes.get(node.input[0]) or [])
-    if axis != 1 and not (rank and axis == 1 - rank):
-        raise _fail(
-            _node_name(node), f"Concat {_node_name(node)!r} joins along axis {axis}, not channels"
-        )
-    g.layer(node, "concat", list(node.input))
-
-
-def _alias(g: _Graph, node: Any, a: dict[str, Any]) -> None:
-    """Identity, and Dropout at inference: the output is the input."""
-    g.producer[node.output[0]] = g.source(node, node.input[0])
-
-
-def _simple(kind: str, **fields: Callable[[dict[str, Any]], Any]) -> Callable[..., None]:
-    def convert(g: _Graph, node: Any, a: dict[str, Any]) -> None:
-        g.layer(node, kind, [node.input[0]], **{k: f(a) for k, f in fields.items()})
-
-    return convert
-
-
+#: ONNX op → what converts its nodes: the layer type that maps it (`LayerType.onnx_ops`), and
+#: Identity, which is no layer.
 CONVERTERS: dict[str, Callable[[_Graph, Any, dict[str, Any]], None]] = {
-    "Conv": _conv,
-    "MaxPool": _pool,
-    "AveragePool": _pool,
-    "GlobalAveragePool": _simple("global_avgpool"),
-    "ReduceMean": _reduce,
-    "ReduceMax": _reduce,
-    "GlobalMaxPool": _simple("global_maxpool"),
-    "Gemm": _gemm,
-    "MatMul": _matmul,
-    "Add": _add,
-    "Flatten": _flatten,
-    "Reshape": _reshape,
-    "BatchNormalization": _batchnorm,
-    "LRN": _simple(
-        "lrn",
-        size=lambda a: int(a["size"]),
-        alpha=lambda a: float(a.get("alpha", 1e-4)),
-        beta=lambda a: float(a.get("beta", 0.75)),
-        k=lambda a: float(a.get("bias", 1.0)),
-    ),
-    "Relu": _simple("relu"),
-    "Clip": _clip,
-    "LeakyRelu": _simple("leaky_relu", negative_slope=lambda a: float(a.get("alpha", 0.01))),
-    "Sigmoid": _simple("sigmoid"),
-    "Tanh": _simple("tanh"),
-    "Softmax": _softmax,
-    "Concat": _concat,
-    "Dropout": _alias,
-    "Identity": _alias,
+    **{op: kind.from_onnx for op, kind in ONNX_OPS.items()},
+    "Identity": _identity,
 }
+
+SUPPORTED = (
+    ", ".join(
+        sorted(
+            (f"{op} {ONNX_OPS[op].onnx_ops[op]}" if op in ONNX_OPS else op).rstrip()
+            for op in CONVERTERS
+        )
+    )
+    + ", and constant subgraphs (Constant, Shape, Cast, Reshape, Concat, … of constants), "
+    "which are folded"
+)
 
 
 # -- constant folding --------------------------------------------------------------------------
@@ -587,8 +283,8 @@ def _shape_of(g: _Graph, node: Any, a: dict[str, Any], v: list[Any]) -> np.ndarr
     dims = list(v[0].shape) if v[0] is not None else g.shapes.get(node.input[0])
     if dims is None:
         raise _fail(
-            _node_name(node),
-            f"Shape {_node_name(node)!r} reads the size of {node.input[0]!r}, which ONNX's shape "
+            node_name(node),
+            f"Shape {node_name(node)!r} reads the size of {node.input[0]!r}, which ONNX's shape "
             f"inference could not tell",
         )
     start, end = int(a.get("start", 0)), a.get("end")
@@ -646,7 +342,7 @@ def _constant(node: Any, a: dict[str, Any]) -> np.ndarray:
                        ("value_int", np.int64), ("value_ints", np.int64)):  # fmt: skip
         if key in a:
             return np.array(a[key], dtype)
-    raise _fail(_node_name(node), f"Constant {_node_name(node)!r} holds no numeric value")
+    raise _fail(node_name(node), f"Constant {node_name(node)!r} holds no numeric value")
 
 
 def _fold(g: _Graph, node: Any, a: dict[str, Any]) -> bool:
@@ -885,9 +581,9 @@ def _array(tensor: Any) -> np.ndarray:
 def _unsupported(node: Any) -> Problem:
     hint = _HINTS.get(node.op_type, "")
     return Problem(
-        _node_name(node),
+        node_name(node),
         "op_type",
-        f"ONNX node {_node_name(node)!r} is a {_op(node)}, which convserve cannot run{hint} "
+        f"ONNX node {node_name(node)!r} is a {_op(node)}, which convserve cannot run{hint} "
         f"(it runs {SUPPORTED})",
     )
 
@@ -972,6 +668,9 @@ def import_onnx(
             if any(t in g.failed for t in node.input):
                 raise _FollowOn()
             convert(g, node, a)
+        except OnnxRefusal as err:
+            problems.append(Problem(node_name(node), "onnx", str(err)))
+            g.failed.update(node.output)
         except _FollowOn:
             g.failed.update(node.output)
         except SpecError as err:
@@ -980,9 +679,9 @@ def import_onnx(
         except (KeyError, ValueError, TypeError, IndexError, AttributeError) as err:
             problems.append(
                 Problem(
-                    _node_name(node),
+                    node_name(node),
                     "onnx",
-                    f"ONNX node {_node_name(node)!r} ({node.op_type}) could not be read: {err}",
+                    f"ONNX node {node_name(node)!r} ({node.op_type}) could not be read: {err}",
                 )
             )
             g.failed.update(node.output)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ast
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 from service.catalogue.base import LayerType
-from service.catalogue.registry import CATALOGUE
+from service.catalogue.index import CATALOGUE
 from tests.conftest import ROOT
 
 
@@ -21,15 +24,69 @@ def test_core_imports_no_web_or_database_framework():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
+#: Dict keys under which a type name is data, not a switch: a spec written out (`{"name":
+#: "conv1", "type": "conv2d"}`, as the web page's example).
+SPEC_KEYS = {"name", "type"}
+
+
+def type_names_outside_the_catalogue(path: Path) -> list[tuple[int, str]]:
+    """(line, text) of each place a module names a layer type: a string equal to a type name
+    (compared with ==, !=, in {...}, as a dict key or value, passed as an argument…), or an
+    f-string that spells one (f"conv{rank}d"). Spec literals and CLI subcommands are not."""
+    names = set(CATALOGUE)
+    tree = ast.parse(path.read_text())
+    allowed: set[int] = set()  # ids of constants that are data, not a type switch
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Dict):
+            for key, value in zip(node.keys, node.values, strict=True):
+                if isinstance(key, ast.Constant) and key.value in SPEC_KEYS:
+                    allowed.add(id(value))
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "add_parser":
+            allowed.update(id(arg) for arg in node.args[:1])  # argparse: `token add`
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and node.value in names and id(node) not in allowed:
+            found.append((node.lineno, repr(node.value)))
+        elif isinstance(node, ast.JoinedStr):
+            literal = "".join(v.value for v in node.values if isinstance(v, ast.Constant))
+            pattern = "".join(
+                re.escape(v.value) if isinstance(v, ast.Constant) else "[a-z0-9_]*"
+                for v in node.values
+            )
+            # f"{x}" or f"{a}_{b}" could spell anything: only letters written out name a type.
+            if re.search("[a-z]", literal) and any(re.fullmatch(pattern, n) for n in names):
+                found.append((node.lineno, ast.unparse(node)))
+    return found
+
+
 def test_no_type_switch_outside_the_catalogue():
-    """Type-specific behaviour lives in the layer type, not in `if type == ...` elsewhere."""
-    names = sorted(CATALOGUE, key=len, reverse=True)
+    """Type-specific behaviour lives in the layer type, not in `if type == ...` elsewhere: no
+    module outside the catalogue names a layer type."""
     for path in (ROOT / "service").rglob("*.py"):
         if "catalogue" in path.parts:
             continue
-        text = path.read_text()
-        for name in names:
-            assert f'== "{name}"' not in text and f"== '{name}'" not in text, (path, name)
+        assert not type_names_outside_the_catalogue(path), path
+
+
+def test_the_type_switch_check_catches_each_way_of_naming_a_type(tmp_path):
+    code = {
+        'if layer["type"] != "linear":\n    pass\n': ["'linear'"],
+        'if layer["type"] == "relu":\n    pass\n': ["'relu'"],
+        'ok = kind in {"relu", "relu6"}\n': ["'relu'", "'relu6'"],
+        'kinds = {"flatten": 1}\n': ["'flatten'"],
+        'kinds = {0: "batchnorm1d"}\n': ["'batchnorm1d'"],
+        'layer = make("softmax")\n': ["'softmax'"],
+        'kind = f"conv{rank}d"\n': ["f'conv{rank}d'"],
+        'kind = f"{mode}pool{rank}d"\n': ["f'{mode}pool{rank}d'"],
+    }
+    for source, named in code.items():
+        path = tmp_path / "module.py"
+        path.write_text(source)
+        assert sorted(text for _, text in type_names_outside_the_catalogue(path)) == named, source
+    path.write_text(
+        'spec = {"name": "relu", "type": "relu"}\nlabel = f"{name}_{i}"\nsize = f"{n:,}"\n'
+    )
+    assert type_names_outside_the_catalogue(path) == []
 
 
 def test_every_type_has_a_forward_pass_and_an_explanation():

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from . import activation, conv, dense, merge, norm, pool  # noqa: F401 - registers the types
 from .base import Layer, LayerError, LayerType, ReceptiveField, Shape, Source, WeightSpec
-from .registry import CATALOGUE
+from .index import CATALOGUE, ONNX_OPS
 
 __all__ = [
     "CATALOGUE",
+    "ONNX_OPS",
     "Layer",
     "LayerError",
     "LayerType",

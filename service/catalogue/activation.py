@@ -11,7 +11,8 @@ from marshmallow import fields
 from service.kernels import softmax
 
 from .base import Layer, LayerSchema, LayerType, Op, Shape, fmt_shape, spec_example
-from .registry import register
+from .index import find, register
+from .onnx_graph import OnnxGraph, OnnxRefusal, node_name
 
 
 class Elementwise(LayerType):
@@ -49,6 +50,7 @@ class Elementwise(LayerType):
 class ReLU(Elementwise):
     type_name = "relu"
     words = "max(x, 0)"
+    onnx_ops = {"Relu": ""}
 
     def function(self, layer: Layer):
         return lambda x, out: np.maximum(x, np.float32(0), out=out)
@@ -58,9 +60,35 @@ class ReLU(Elementwise):
 class ReLU6(Elementwise):
     type_name = "relu6"
     words = "min(max(x, 0), 6)"
+    onnx_ops = {"Clip": "(0, 6)"}
 
     def function(self, layer: Layer):
         return lambda x, out: np.clip(x, np.float32(0), np.float32(6), out=out)
+
+    def from_onnx(self, g: OnnxGraph, node: Any, attrs: Mapping[str, Any]) -> None:
+        """Clip(0, 6), and Clip(0) as a relu."""
+        if g.opset < 11:
+            lo, hi = attrs.get("min"), attrs.get("max")
+        else:
+            lo = (
+                float(g.const(node, node.input[1], "min"))
+                if len(node.input) > 1 and node.input[1]
+                else None
+            )
+            hi = (
+                float(g.const(node, node.input[2], "max"))
+                if len(node.input) > 2 and node.input[2]
+                else None
+            )
+        if lo == 0 and hi == 6:
+            g.layer(node, self, [node.input[0]])
+        elif lo == 0 and hi is None:
+            g.layer(node, find(ReLU), [node.input[0]])
+        else:
+            raise OnnxRefusal(
+                f"Clip {node_name(node)!r} clips to [{lo}, {hi}]; convserve runs Clip(0, 6) as "
+                f"relu6 and Clip(0) as relu",
+            )
 
 
 @register
@@ -70,6 +98,12 @@ class LeakyReLU(Elementwise):
         {"negative_slope": fields.Float(allow_nan=False, load_default=0.01)},
         name="LeakyReLUSchema",
     )
+    onnx_ops = {"LeakyRelu": ""}
+
+    def from_onnx(self, g: OnnxGraph, node: Any, attrs: Mapping[str, Any]) -> None:
+        # ONNX's default alpha is PyTorch's negative_slope, so the schema's.
+        slope = float(attrs.get("alpha", self.default("negative_slope")))
+        g.layer(node, self, [node.input[0]], negative_slope=slope)
 
     def explain(
         self, layer: Layer, in_shapes: Sequence[Shape], out_shape: Shape, params: int
@@ -96,6 +130,7 @@ class LeakyReLU(Elementwise):
 class Sigmoid(Elementwise):
     type_name = "sigmoid"
     words = "1 / (1 + e^-x)"
+    onnx_ops = {"Sigmoid": ""}
 
     def function(self, layer: Layer):
         def sigmoid(x: np.ndarray, out: np.ndarray | None) -> np.ndarray:
@@ -113,6 +148,7 @@ class Sigmoid(Elementwise):
 class Tanh(Elementwise):
     type_name = "tanh"
     words = "tanh(x)"
+    onnx_ops = {"Tanh": ""}
 
     def function(self, layer: Layer):
         return lambda x, out: np.tanh(x, out=out)
@@ -124,6 +160,7 @@ class Softmax(LayerType):
 
     type_name = "softmax"
     family = "activation"
+    onnx_ops = {"Softmax": "(over the channels)"}
 
     def example(self) -> dict[str, Any]:
         return spec_example([10], {})
@@ -142,3 +179,15 @@ class Softmax(LayerType):
             return softmax(x, axis=1)
 
         return softmax_op
+
+    def from_onnx(self, g: OnnxGraph, node: Any, attrs: Mapping[str, Any]) -> None:
+        shape = g.shapes.get(node.input[0]) or []
+        axis = int(attrs.get("axis", 1 if g.opset < 13 else -1))
+        if axis < 0:
+            axis += len(shape) if shape else 2
+        if axis != 1 or (g.opset < 13 and len(shape) > 2):
+            raise OnnxRefusal(
+                f"Softmax {node_name(node)!r} normalises over axis {attrs.get('axis')}; "
+                f"convserve's softmax is over the channels / classes (axis 1)",
+            )
+        g.layer(node, self, [node.input[0]])

@@ -2,8 +2,8 @@
 
 A layer type is defined once, in one family module, as a subclass of `LayerType`. Everything the
 service says about a layer (its fields, its output shape and the checks behind it, its weights,
-params, multiply-adds, receptive field, a plain-words explanation, and its forward pass) comes
-from that one class, so nothing elsewhere switches on the type name.
+params, multiply-adds, receptive field, a plain-words explanation, its forward pass, and the ONNX
+ops it is imported from) comes from that one class, so nothing elsewhere switches on the type name.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
+
+from .onnx_graph import OnnxGraph
 
 Shape = tuple[int, ...]
 Op = Callable[..., np.ndarray]
@@ -252,6 +254,13 @@ class LayerType:
     #: Its compiled forward pass takes `epilogue=`, an in-place function of an output chunk (see
     #: `as_epilogue`), and applies it to each chunk as soon as the chunk is computed.
     takes_epilogue: ClassVar[bool] = False
+    #: The ONNX ops `from_onnx` converts, each with what of it convserve runs, in words ("" for
+    #: all of it): the importer's list of what it runs is made of these.
+    onnx_ops: ClassVar[Mapping[str, str]] = {}
+
+    def default(self, field_name: str) -> Any:
+        """The value a field takes when a spec leaves it out."""
+        return self.schema._declared_fields[field_name].load_default
 
     # Shapes -------------------------------------------------------------------------------
 
@@ -331,6 +340,20 @@ class LayerType:
     ) -> dict[str, np.ndarray] | None:
         return None
 
+    # ONNX ---------------------------------------------------------------------------------
+
+    def from_onnx(self, g: OnnxGraph, node: Any, attrs: Mapping[str, Any]) -> None:
+        """Add what an ONNX node of one of `onnx_ops` becomes to `g`, or raise OnnxRefusal.
+
+        By default the node reads one tensor and has no attribute convserve reads: one layer of
+        this type."""
+        g.layer(node, self, [node.input[0]])
+
+    def absorb_onnx_bias(self, g: OnnxGraph, layer: dict[str, Any], bias: np.ndarray) -> bool:
+        """Take a constant the ONNX graph adds to this layer's output as its bias (MatMul then
+        Add); False when it cannot."""
+        return False
+
 
 def spec_example(
     input_shape: list[int],
@@ -357,3 +380,23 @@ def spatial_rank_error(layer: Layer, src: Source, rank: int, what: str) -> tuple
 
 def prod(xs: Sequence[int]) -> int:
     return math.prod(int(x) for x in xs)
+
+
+def window_rf(
+    rf: ReceptiveField, kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int]
+) -> ReceptiveField:
+    """A window of k taps, d apart, moving s at a time; each tap sees rf.size, rf.stride apart."""
+    size = tuple(
+        sz + d * (k - 1) * j
+        for sz, j, k, d in zip(rf.size, rf.stride, kernel, dilation, strict=True)
+    )
+    return ReceptiveField(size, tuple(j * s for j, s in zip(rf.stride, stride, strict=True)))
+
+
+def whole_extent_rf(rf: ReceptiveField, spatial: Sequence[int]) -> ReceptiveField:
+    """A layer that sees its whole input at once: one window as wide as the input (the stride
+    no longer means anything there and is carried over unchanged)."""
+    if not spatial:
+        return rf
+    ones = (1,) * len(spatial)
+    return window_rf(rf, spatial, ones, ones)

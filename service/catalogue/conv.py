@@ -1,4 +1,4 @@
-"""conv1d, conv2d, conv3d: one N-d definition, instantiated per rank."""
+"""conv1d, conv2d, conv3d: one N-d definition (`ConvNd`), a small class per rank."""
 
 from __future__ import annotations
 
@@ -30,8 +30,10 @@ from .base import (
     prod,
     spatial_rank_error,
     spec_example,
+    window_rf,
 )
-from .registry import register
+from .index import find, register
+from .onnx_graph import OnnxGraph, OnnxRefusal, decode, node_name
 
 
 def conv_schema(rank: int) -> type[LayerSchema]:
@@ -87,6 +89,12 @@ class ConvNd(LayerType):
     family = "convolution"
     takes_epilogue = True
     inferable = ("in_channels",)
+    onnx_ops = {"Conv": "(1-3-D)"}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "rank" in cls.__dict__:  # a conv of one rank: its fields follow from the rank
+            cls.schema = conv_schema(cls.rank)
 
     def example(self) -> dict[str, Any]:
         return spec_example(
@@ -259,23 +267,84 @@ class ConvNd(LayerType):
         new_b = shift if b is None else b * scale + shift
         return {"weight": new_w, "bias": np.asarray(new_b, dtype=np.float32)}
 
-
-def window_rf(
-    rf: ReceptiveField, kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int]
-) -> ReceptiveField:
-    """A window of k taps, d apart, moving s at a time; each tap sees rf.size, rf.stride apart."""
-    size = tuple(
-        sz + d * (k - 1) * j
-        for sz, j, k, d in zip(rf.size, rf.stride, kernel, dilation, strict=True)
-    )
-    return ReceptiveField(size, tuple(j * s for j, s in zip(rf.stride, stride, strict=True)))
-
-
-for _rank in (1, 2, 3):
-    register(
-        type(
-            f"Conv{_rank}d",
-            (ConvNd,),
-            {"rank": _rank, "type_name": f"conv{_rank}d", "schema": conv_schema(_rank)},
+    def from_onnx(self, g: OnnxGraph, node: Any, attrs: Mapping[str, Any]) -> None:
+        """The conv of the weight's rank; `pads` / `auto_pad` as (asymmetric) padding."""
+        w = g.const(node, node.input[1], "weight")
+        rank = w.ndim - 2
+        kind = find(ConvNd, lambda k: k.rank == rank)
+        if kind is None:
+            raise OnnxRefusal(f"{node.op_type} {node_name(node)!r} is {rank}-D")
+        # ONNX's defaults are PyTorch's, so the schema's.
+        group = int(attrs.get("group", kind.default("groups")))
+        kernel = list(w.shape[2:])
+        stride = list(attrs.get("strides", kind.default("stride")))
+        dilation = list(attrs.get("dilations", kind.default("dilation")))
+        padding = onnx_padding(g, node, attrs, kernel, stride, dilation, rank)
+        layer = g.layer(
+            node,
+            kind,
+            [node.input[0]],
+            in_channels=int(w.shape[1]) * group,
+            out_channels=int(w.shape[0]),
+            kernel_size=kernel,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=group,
+            bias=len(node.input) > 2 and bool(node.input[2]),
         )
-    )
+        g.weights[f"{layer['name']}.weight"] = w
+        if layer["bias"]:
+            g.weights[f"{layer['name']}.bias"] = g.const(node, node.input[2], "bias")
+
+
+@register
+class Conv1d(ConvNd):
+    type_name = "conv1d"
+    rank = 1
+
+
+@register
+class Conv2d(ConvNd):
+    type_name = "conv2d"
+    rank = 2
+
+
+@register
+class Conv3d(ConvNd):
+    type_name = "conv3d"
+    rank = 3
+
+
+def onnx_padding(
+    g: OnnxGraph,
+    node: Any,
+    attrs: Mapping[str, Any],
+    kernel: list[int],
+    stride: list[int],
+    dilation: list[int],
+    rank: int,
+) -> Any:
+    """ONNX pads/auto_pad as a spec padding: symmetric ints, or [before, after] pairs."""
+    auto = decode(attrs.get("auto_pad", "NOTSET"))
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        spatial = g.shapes.get(node.input[0], [])[2:]
+        if len(spatial) != rank or any(d is None for d in spatial):
+            raise OnnxRefusal(
+                f"{node_name(node)!r} uses auto_pad={auto}, which needs the input's size; "
+                f"give the model a fixed input shape",
+            )
+        lo, hi = [], []
+        for n, k, s, d in zip(spatial, kernel, stride, dilation, strict=True):
+            total = max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
+            small, big = total // 2, total - total // 2
+            lo.append(small if auto == "SAME_UPPER" else big)
+            hi.append(big if auto == "SAME_UPPER" else small)
+    elif auto == "VALID":
+        lo = hi = [0] * rank
+    else:
+        pads = list(attrs.get("pads", [0] * 2 * rank))
+        lo, hi = pads[:rank], pads[rank:]
+    if lo == hi:
+        return lo
+    return [[b, e] for b, e in zip(lo, hi, strict=True)]

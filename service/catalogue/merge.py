@@ -18,7 +18,8 @@ from .base import (
     fmt_shape,
     spec_example,
 )
-from .registry import register
+from .index import CATALOGUE, register
+from .onnx_graph import OnnxGraph, OnnxRefusal, node_name
 
 
 def _listing(sources: Sequence[Source]) -> str:
@@ -50,6 +51,7 @@ class Merge(LayerType):
 class Add(Merge):
     type_name = "add"
     inplace = True  # may write the sum over its first input
+    onnx_ops = {"Add": ""}
 
     def output_shape(self, layer: Layer, sources: Sequence[Source]) -> Shape:
         shapes = {s.shape for s in sources}
@@ -79,10 +81,32 @@ class Add(Merge):
 
         return add
 
+    def from_onnx(self, g: OnnxGraph, node: Any, attrs: Mapping[str, Any]) -> None:
+        """Tensors added: an add layer. A constant added: the bias of the layer just before
+        (x·W + b as exported by MatMul then Add), when that layer can take one."""
+        consts = [t for t in node.input if t in g.consts]
+        if not consts:
+            g.layer(node, self, list(node.input))
+            return
+        (bias_name,) = consts
+        (x,) = [t for t in node.input if t != bias_name]
+        prev = g.layers[-1] if g.layers else None
+        if (
+            prev is None
+            or g.producer.get(x) != prev["name"]
+            or not CATALOGUE[prev["type"]].absorb_onnx_bias(g, prev, g.consts[bias_name])
+        ):
+            raise OnnxRefusal(
+                f"Add {node_name(node)!r} adds a constant; convserve supports that only as the "
+                f"bias of the MatMul just before it",
+            )
+        g.producer[node.output[0]] = prev["name"]
+
 
 @register
 class Concat(Merge):
     type_name = "concat"
+    onnx_ops = {"Concat": "(along the channels)"}
 
     def output_shape(self, layer: Layer, sources: Sequence[Source]) -> Shape:
         rest = {s.shape[1:] for s in sources}
@@ -109,3 +133,10 @@ class Concat(Merge):
             return np.concatenate(xs, axis=1)
 
         return concat
+
+    def from_onnx(self, g: OnnxGraph, node: Any, attrs: Mapping[str, Any]) -> None:
+        axis = int(attrs.get("axis", 1))
+        rank = len(g.shapes.get(node.input[0]) or [])
+        if axis != 1 and not (rank and axis == 1 - rank):
+            raise OnnxRefusal(f"Concat {node_name(node)!r} joins along axis {axis}, not channels")
+        g.layer(node, self, list(node.input))

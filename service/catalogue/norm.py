@@ -26,7 +26,8 @@ from .base import (
     plural,
     spec_example,
 )
-from .registry import register
+from .index import find, register
+from .onnx_graph import OnnxGraph, OnnxRefusal, node_name
 
 BatchNormSchema = LayerSchema.from_dict(
     {
@@ -46,6 +47,7 @@ class BatchNormNd(LayerType):
     family = "normalisation"
     inplace = True
     inferable = ("num_features",)
+    onnx_ops = {"BatchNormalization": ""}
 
     def example(self) -> dict[str, Any]:
         return spec_example([3, *[16] * max(self.ranks)], {"num_features": 3})
@@ -128,20 +130,54 @@ class BatchNormNd(LayerType):
 
         return batchnorm
 
-
-for _rank, _ranks in ((1, (0, 1)), (2, (2,)), (3, (3,))):
-    register(
-        type(
-            f"BatchNorm{_rank}d",
-            (BatchNormNd,),
-            {"type_name": f"batchnorm{_rank}d", "ranks": _ranks},
+    def from_onnx(self, g: OnnxGraph, node: Any, attrs: Mapping[str, Any]) -> None:
+        """The batch norm of the input's spatial rank, its four arrays the weights."""
+        rank = len(g.shapes.get(node.input[0]) or [None, None, None, None]) - 2
+        kind = find(BatchNormNd, lambda k: rank in k.ranks)
+        if kind is None:
+            raise OnnxRefusal(f"BatchNormalization {node_name(node)!r} on {rank}-D maps")
+        scale, bias, mean, var = (
+            g.const(node, t, what)
+            for t, what in zip(node.input[1:5], ("scale", "bias", "mean", "variance"), strict=True)
         )
-    )
+        layer = g.layer(
+            node,
+            kind,
+            [node.input[0]],
+            num_features=int(scale.shape[0]),
+            eps=float(attrs.get("epsilon", kind.default("eps"))),  # ONNX's default is PyTorch's
+        )
+        for suffix, arr in (
+            ("weight", scale),
+            ("bias", bias),
+            ("running_mean", mean),
+            ("running_var", var),
+        ):
+            g.weights[f"{layer['name']}.{suffix}"] = arr
+
+
+@register
+class BatchNorm1d(BatchNormNd):
+    type_name = "batchnorm1d"
+    ranks = (0, 1)
+
+
+@register
+class BatchNorm2d(BatchNormNd):
+    type_name = "batchnorm2d"
+    ranks = (2,)
+
+
+@register
+class BatchNorm3d(BatchNormNd):
+    type_name = "batchnorm3d"
+    ranks = (3,)
 
 
 @register
 class LocalResponseNorm(LayerType):
     type_name = "lrn"
+    onnx_ops = {"LRN": ""}
 
     def example(self) -> dict[str, Any]:
         return spec_example([8, 16, 16], {"size": 5})
@@ -186,3 +222,14 @@ class LocalResponseNorm(LayerType):
             return local_response_norm(x, size, alpha, beta, k)
 
         return lrn
+
+    def from_onnx(self, g: OnnxGraph, node: Any, attrs: Mapping[str, Any]) -> None:
+        # ONNX's defaults are PyTorch's, so the schema's; ONNX calls k `bias`.
+        fields = {"alpha": "alpha", "beta": "beta", "k": "bias"}
+        g.layer(
+            node,
+            self,
+            [node.input[0]],
+            size=int(attrs["size"]),
+            **{f: float(attrs.get(onnx, self.default(f))) for f, onnx in fields.items()},
+        )

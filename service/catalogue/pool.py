@@ -25,9 +25,13 @@ from .base import (
     plural,
     spatial_rank_error,
     spec_example,
+    whole_extent_rf,
+    window_rf,
 )
-from .conv import window_rf
-from .registry import register
+from .conv import onnx_padding
+from .dense import Flatten
+from .index import find, register
+from .onnx_graph import OnnxGraph, OnnxRefusal, node_name
 
 
 def pool_out_size(
@@ -61,6 +65,11 @@ class PoolNd(LayerType):
     rank: ClassVar[int]
     mode: ClassVar[str]
     family = "pooling"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "rank" in cls.__dict__:  # a pool of one rank: its fields follow from rank and mode
+            cls.schema = pool_schema(cls.rank, cls.mode)
 
     def example(self) -> dict[str, Any]:
         return spec_example([3, *[16] * self.rank], {"kernel_size": 2})
@@ -132,21 +141,84 @@ class PoolNd(LayerType):
             ).astype(np.float32)
         return pool_kernel(spatial, k, stride, pad, out, self.mode, divisor, dil)
 
-
-for _rank in (1, 2, 3):
-    for _mode in ("max", "avg"):
-        register(
-            type(
-                f"{_mode.title()}Pool{_rank}d",
-                (PoolNd,),
-                {
-                    "rank": _rank,
-                    "mode": _mode,
-                    "type_name": f"{_mode}pool{_rank}d",
-                    "schema": pool_schema(_rank, _mode),
-                },
+    def from_onnx(self, g: OnnxGraph, node: Any, attrs: Mapping[str, Any]) -> None:
+        """The pool of the kernel's rank; ONNX pads both sides equally or not at all here."""
+        kernel = list(attrs["kernel_shape"])
+        rank = len(kernel)
+        # ONNX's default stride is 1, not the kernel (nor the schema's default)
+        stride = list(attrs.get("strides", [1] * rank))
+        dilation = list(attrs.get("dilations", [1] * rank))
+        padding = onnx_padding(g, node, attrs, kernel, stride, dilation, rank)
+        if padding and isinstance(padding[0], list):
+            raise OnnxRefusal(
+                f"{node.op_type} {node_name(node)!r} pads {padding} (before, after): convserve's "
+                f"pools pad both sides equally, as PyTorch's do",
             )
-        )
+        fields: dict[str, Any] = {
+            "kernel_size": kernel,
+            "stride": stride,
+            "padding": padding,
+            "ceil_mode": bool(attrs.get("ceil_mode", self.default("ceil_mode"))),
+        }
+        if self.mode == "max":
+            fields["dilation"] = dilation
+        else:
+            if any(d != 1 for d in dilation):
+                raise OnnxRefusal(f"AveragePool {node_name(node)!r} is dilated")
+            # ONNX leaves the padding out of the average unless told; PyTorch counts it.
+            fields["count_include_pad"] = bool(attrs.get("count_include_pad", 0))
+        kind = find(PoolNd, lambda k: k.mode == self.mode and k.rank == rank)
+        if kind is None:
+            raise OnnxRefusal(f"{node.op_type} {node_name(node)!r} is {rank}-D")
+        if len(node.output) > 1 and node.output[1]:
+            raise OnnxRefusal(f"MaxPool {node_name(node)!r} asks for indices")
+        g.layer(node, kind, [node.input[0]], **fields)
+
+
+class MaxPoolNd(PoolNd):
+    mode = "max"
+    onnx_ops = {"MaxPool": ""}
+
+
+class AvgPoolNd(PoolNd):
+    mode = "avg"
+    onnx_ops = {"AveragePool": ""}
+
+
+@register
+class MaxPool1d(MaxPoolNd):
+    type_name = "maxpool1d"
+    rank = 1
+
+
+@register
+class AvgPool1d(AvgPoolNd):
+    type_name = "avgpool1d"
+    rank = 1
+
+
+@register
+class MaxPool2d(MaxPoolNd):
+    type_name = "maxpool2d"
+    rank = 2
+
+
+@register
+class AvgPool2d(AvgPoolNd):
+    type_name = "avgpool2d"
+    rank = 2
+
+
+@register
+class MaxPool3d(MaxPoolNd):
+    type_name = "maxpool3d"
+    rank = 3
+
+
+@register
+class AvgPool3d(AvgPoolNd):
+    type_name = "avgpool3d"
+    rank = 3
 
 
 class GlobalPool(LayerType):
@@ -189,23 +261,45 @@ class GlobalPool(LayerType):
 
         return global_pool
 
-
-def whole_extent_rf(rf: ReceptiveField, spatial: Sequence[int]) -> ReceptiveField:
-    """A layer that sees its whole input at once: one window as wide as the input (the stride
-    no longer means anything there and is carried over unchanged)."""
-    if not spatial:
-        return rf
-    ones = (1,) * len(spatial)
-    return window_rf(rf, spatial, ones, ones)
+    def from_onnx(self, g: OnnxGraph, node: Any, attrs: Mapping[str, Any]) -> None:
+        """Global(Average|Max)Pool as it is; ReduceMean/ReduceMax over every spatial axis as
+        PyTorch exports AdaptiveAvgPool2d(1) and `x.mean((2, 3))` (then flattened when
+        keepdims=0)."""
+        if not node.op_type.startswith("Reduce"):
+            g.layer(node, self, [node.input[0]])
+            return
+        shape = g.shapes.get(node.input[0]) or []
+        rank = len(shape)
+        if "axes" in attrs:  # an attribute up to opset 17, an input since 18
+            axes = [int(x) for x in attrs["axes"]]
+        elif len(node.input) > 1 and node.input[1]:
+            axes = [int(x) for x in np.ravel(g.const(node, node.input[1], "axes"))]
+        else:
+            axes = []
+        axes = sorted(x + rank if x < 0 else x for x in axes)
+        spatial = list(range(2, rank))
+        if not rank or not spatial or axes != spatial:
+            over = f"axes {axes}" if axes else "every axis"
+            raise OnnxRefusal(
+                f"{node.op_type} {node_name(node)!r} reduces over {over} of a rank-{rank or '?'} "
+                f"tensor; convserve runs it over all spatial axes ({spatial or '2, 3, …'}) as a "
+                f"global pool, as AdaptiveAvgPool2d(1) or x.mean((2, 3)) export",
+            )
+        layer = g.layer(node, self, [node.input[0]])
+        if not int(attrs.get("keepdims", 1)):
+            flat = f"{layer['name']}.flatten"
+            g.layer(node, find(Flatten), [node.output[0]], base_name=flat)
 
 
 @register
 class GlobalAvgPool(GlobalPool):
     type_name = "global_avgpool"
     mode = "avg"
+    onnx_ops = {"GlobalAveragePool": "", "ReduceMean": "(over the spatial axes)"}
 
 
 @register
 class GlobalMaxPool(GlobalPool):
     type_name = "global_maxpool"
     mode = "max"
+    onnx_ops = {"GlobalMaxPool": "", "ReduceMax": "(over the spatial axes)"}
