@@ -9,7 +9,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from service import metrics
 from service.errors import ConvserveError
-from service.registry.migrate import current_revision, head_revision
+from service.registry.migrate import current_revision, head_revision, known_revision
 
 from .parsing import ApiBlueprint
 from .problems import register_status
@@ -35,13 +35,21 @@ def healthz() -> dict[str, Any]:
 @blp.route("/readyz", methods=["GET"])
 @blp.response(200, StatusSchema)
 def readyz() -> dict[str, Any]:
-    """200 once the database answers and its schema is at the newest migration, else 503."""
+    """200 once the database answers and its schema is at this release's newest migration (or
+    a newer release's), else 503."""
     check_ready()
     return {"status": "ready"}
 
 
 def check_ready() -> None:
-    """Raise NotReady unless the database answers and its schema is the newest."""
+    """Raise NotReady unless the database answers and its schema has every migration of this
+    release.
+
+    A schema a newer release has migrated (a revision this code does not know) counts as ready:
+    during a rolling update the migration Job moves the database ahead while the previous
+    release's pods still serve, and those must stay in the Service until new pods replace them.
+    Migrations are therefore written to keep the previous release working (add first, remove a
+    release later), as docs/registry.md's "Upgrades" says."""
     registry = current_app.extensions["convserve"].registry
     try:
         registry.ping()
@@ -49,7 +57,7 @@ def check_ready() -> None:
     except SQLAlchemyError as err:
         raise NotReady(f"the database does not answer: {type(err).__name__}") from None
     head = head_revision()
-    if current != head:
+    if current != head and (current is None or known_revision(current)):
         raise NotReady(
             f"the database schema is at revision {current or 'none'}, not {head}: "
             f"run 'convserve db upgrade'"

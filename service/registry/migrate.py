@@ -27,8 +27,17 @@ def alembic_config(url: str) -> Config:
 
 
 @lru_cache(maxsize=1)
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config("sqlite://"))
+
+
 def head_revision() -> str | None:
-    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    return _scripts().get_current_head()
+
+
+def known_revision(revision: str) -> bool:
+    """Whether this release's migrations include `revision` (a newer release's are unknown)."""
+    return any(script.revision == revision for script in _scripts().walk_revisions())
 
 
 def upgrade(engine: Engine) -> None:

@@ -111,6 +111,27 @@ def test_health_and_readiness(make_app):
     assert ready.get("/readyz").get_json() == {"status": "ready"}
 
 
+def test_readiness_across_a_rolling_update(make_app):
+    """A schema one migration behind this release is not ready; one a newer release migrated
+    (a revision this code has never heard of) is, so the old pods keep serving mid-rollout."""
+    from sqlalchemy import text
+
+    from service.registry.migrate import head_revision
+
+    app = make_app()
+    engine = app.extensions["convserve"].registry.engine
+    client = app.test_client()
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0003'"))
+    assert_problem(client.get("/readyz"), 503, "run 'convserve db upgrade'")
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0099_from_the_future'"))
+    assert client.get("/readyz").get_json() == {"status": "ready"}
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": head_revision()})
+    assert client.get("/readyz").get_json() == {"status": "ready"}
+
+
 def test_readiness_when_the_database_is_gone(make_app, tmp_path):
     client = make_app(migrate=False, database_url="postgresql+psycopg://nobody@127.0.0.1:1/x")
     assert_problem(client.test_client().get("/readyz"), 503, "does not answer")
