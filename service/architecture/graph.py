@@ -57,10 +57,6 @@ class Architecture:
         return self.spec.get("labels")
 
     @property
-    def preprocess(self) -> dict[str, Any] | None:
-        return self.spec["input"].get("preprocess")
-
-    @property
     def image_preprocess(self) -> dict[str, Any] | None:
         """The full image pipeline (see `image_preprocess`), or None when inputs are not images."""
         return image_preprocess(self.spec["input"])
