@@ -4,7 +4,9 @@ The pipeline is torchvision's classic one, so a model trained with
 `Resize → CenterCrop → ToTensor → Normalize` sees the same numbers here: decode, apply the EXIF
 orientation, convert to `L` or `RGB`, resize (antialiased, as PIL does), center-crop (padding with
 zeros when the image is smaller), multiply by `scale`, subtract `mean` and divide by `std` per
-channel, channels first. `Architecture.image_preprocess` gives the pipeline with its defaults.
+channel, channels first. The vocabulary and its defaults live in
+`service.architecture.preprocessing`, whose `image_preprocess` gives the pipeline with every
+default filled in.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
+from .architecture.preprocessing import COLORS, DEFAULT_INTERPOLATION, INTERPOLATIONS
 from .errors import InvalidInput, TooLarge
 
 #: What Pillow may decode here; its other formats (EPS, PSD, …) are not offered to untrusted input.
@@ -30,14 +33,8 @@ DEFAULT_MAX_PIXELS = 89_478_485
 #: limit, or sixteen 12-megapixel photos; decoding that many takes ~2 s of one core.
 DEFAULT_MAX_REQUEST_PIXELS = 200_000_000
 
-_RESAMPLE = {
-    "nearest": Image.Resampling.NEAREST,
-    "bilinear": Image.Resampling.BILINEAR,
-    "bicubic": Image.Resampling.BICUBIC,
-    "lanczos": Image.Resampling.LANCZOS,
-    "box": Image.Resampling.BOX,
-    "hamming": Image.Resampling.HAMMING,
-}
+#: Pillow's filter for each interpolation a spec may name (Pillow spells them in capitals).
+_RESAMPLE = {name: Image.Resampling[name.upper()] for name in INTERPOLATIONS}
 
 
 def set_pillow_pixel_limit(max_pixels: int) -> None:
@@ -56,7 +53,7 @@ class UndecodableImage(InvalidInput):
 
 @dataclass(frozen=True)
 class ImagePipeline:
-    color: str  # "L" or "RGB"
+    color: str  # a key of COLORS
     size: tuple[int, int]  # (H, W) the model takes
     resize: tuple[int, int] | None
     resize_shorter: int | None
@@ -75,7 +72,7 @@ class ImagePipeline:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         max_request_pixels: int = DEFAULT_MAX_REQUEST_PIXELS,
     ) -> ImagePipeline:
-        """From `Architecture.image_preprocess` (every default already filled in)."""
+        """From `image_preprocess` (every default already filled in)."""
 
         def pair(key: str) -> tuple[int, int] | None:
             return tuple(pre[key]) if key in pre else None  # type: ignore[return-value]
@@ -86,7 +83,7 @@ class ImagePipeline:
             resize=pair("resize"),
             resize_shorter=pre.get("resize_shorter"),
             center_crop=pair("center_crop"),
-            interpolation=pre.get("interpolation", "bilinear"),
+            interpolation=pre.get("interpolation", DEFAULT_INTERPOLATION),
             scale=float(pre["scale"]),
             mean=tuple(pre["mean"]),
             std=tuple(pre["std"]),
@@ -96,7 +93,7 @@ class ImagePipeline:
 
     @property
     def channels(self) -> int:
-        return 1 if self.color == "L" else 3
+        return COLORS[self.color]
 
     def batch(self, images: Sequence[tuple[str, bytes]]) -> np.ndarray:
         """(N, C, H, W) float32 for N named images, in order; errors name the image.

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from . import metrics
-from .architecture import Architecture
+from .architecture import FLOAT_BYTES, Architecture
 from .batching import ModelConfig
 from .catalogue.base import prod
 from .engine import Plan
@@ -38,8 +38,6 @@ from .scheduler import Scheduler
 from .weights import load_npz
 
 log = logging.getLogger("convserve.serving")
-
-FLOAT_BYTES = 4
 
 
 @dataclass(frozen=True)

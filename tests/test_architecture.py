@@ -191,7 +191,7 @@ def test_inception_concat_and_layers_listed_out_of_order():
 def test_labels_and_preprocess_are_kept(lenet_spec):
     arch = Architecture.from_spec(lenet_spec)
     assert arch.labels == [str(i) for i in range(10)]
-    assert arch.preprocess["resize"] == [32, 32]
+    assert arch.image_preprocess["resize"] == [32, 32]
     assert arch.input_name == "image"
 
 

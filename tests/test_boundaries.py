@@ -95,29 +95,40 @@ def test_every_type_has_a_forward_pass_and_an_explanation():
         assert type(kind).explain is not LayerType.explain, name
 
 
-def _project_imports(package: str) -> dict[str, set[str]]:
-    """Per module of `package`, the service.* modules it imports (absolute or relative)."""
-    import ast
-
+def _imports(root: Path, top: Path = ROOT) -> dict[str, set[str]]:
+    """Per module of the package at `root` (a folder below `top`), every module it imports by
+    its absolute name: relative imports are resolved (`from ..catalogue import base` in
+    service/architecture/builder.py is service.catalogue.base)."""
     found: dict[str, set[str]] = {}
-    root = ROOT / "service" / package
     for path in root.rglob("*.py"):
-        tree = ast.parse(path.read_text())
+        package = path.relative_to(top).parts[:-1]  # an __init__.py's too: its folder
         names: set[str] = set()
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom):
-                if node.level:  # relative: inside the package is fine, beyond it is not
-                    depth = len(path.relative_to(root).parts) - 1
-                    if node.level > depth + 1:
-                        names.add("." * node.level + (node.module or ""))
-                elif (node.module or "").startswith("service"):
-                    names.add(node.module)
-            elif isinstance(node, ast.Import):
-                names |= {a.name for a in node.names if a.name.startswith("service")}
-        found[str(path.relative_to(ROOT))] = {
-            n for n in names if not n.startswith(f"service.{package}")
-        }
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names.add(node.module or "")
+            elif isinstance(node, ast.ImportFrom):
+                base = ".".join(package[: len(package) - node.level + 1])
+                if node.module:
+                    names.add(f"{base}.{node.module}")
+                else:  # from .. import catalogue: the names are modules
+                    names |= {f"{base}.{a.name}" for a in node.names}
+        found[str(path.relative_to(top))] = names
     return found
+
+
+def _within(name: str, packages: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(f"{p}.") for p in packages)
+
+
+def _project_imports(package: str) -> dict[str, set[str]]:
+    """Per module of service/`package`, the service.* modules beyond it that it imports."""
+    inside = (f"service.{package}",)
+    return {
+        module: {n for n in names if n.split(".")[0] == "service" and not _within(n, inside)}
+        for module, names in _imports(ROOT / "service" / package).items()
+    }
 
 
 def test_kernels_and_runtime_are_leaves():
@@ -137,3 +148,56 @@ def test_the_process_settings_load_before_numpy():
         "assert 'numpy' not in sys.modules, 'numpy was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+#: What the architecture may import of the project: the catalogue it builds on (and the kernels
+#: and process settings beneath that) and the errors it raises; never the engine, the registry,
+#: serving, the API or the web pages.
+ARCHITECTURE_MAY_IMPORT = (
+    "service.catalogue",
+    "service.kernels",
+    "service.runtime",
+    "service.errors",
+)
+FRAMEWORKS = {"flask", "flask_smorest", "werkzeug", "sqlalchemy", "alembic"}
+
+
+def _architecture_overreach(top: Path = ROOT) -> dict[str, set[str]]:
+    """Per module of service/architecture/, what it imports of the project beyond itself and
+    ARCHITECTURE_MAY_IMPORT, and any web or database framework."""
+    allowed = ("service.architecture", *ARCHITECTURE_MAY_IMPORT)
+    found = {}
+    for module, names in _imports(top / "service" / "architecture", top).items():
+        bad = {
+            n
+            for n in names
+            if n.split(".")[0] in FRAMEWORKS
+            or (n.split(".")[0] == "service" and not _within(n, allowed))
+        }
+        if bad:
+            found[module] = bad
+    return found
+
+
+def test_the_architecture_imports_only_the_catalogue_and_the_errors():
+    assert _imports(ROOT / "service" / "architecture")
+    assert _architecture_overreach() == {}
+
+
+def test_the_architecture_check_resolves_relative_imports(tmp_path):
+    package = tmp_path / "service" / "architecture"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("from .graph import Architecture\n")
+    (package / "graph.py").write_text(
+        "import numpy\nimport flask\nfrom . import schema\nfrom .. import catalogue, engine\n"
+        "from ..errors import SpecError\nfrom ..registry.store import Registry\n"
+        "from service.kernels import softmax\nfrom service.api import v2\n"
+    )
+    assert _architecture_overreach(tmp_path) == {
+        "service/architecture/graph.py": {
+            "flask",
+            "service.engine",
+            "service.registry.store",
+            "service.api",
+        }
+    }

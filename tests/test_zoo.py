@@ -123,7 +123,7 @@ def test_spec_is_a_1000_class_imagenet_classifier(archs, name):
     assert spec["input"]["name"] == "image"
     assert "labels" not in spec
     assert spec["description"] and spec["metadata"]
-    pre = arch.preprocess
+    pre = arch.image_preprocess
     assert pre is not None and pre["color"] == "RGB" and pre["resize_shorter"] == 256
     assert pre["center_crop"] == list(arch.input_shape[1:])
     assert arch.num_classes == 1000 and arch.output_shape == (1000,)

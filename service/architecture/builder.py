@@ -1,9 +1,6 @@
-"""A validated architecture: the spec's layers as a DAG in topological order, every shape known.
-
-`Architecture.from_spec(spec)` parses and checks a spec (API.md's JSON) and raises `SpecError`
-with every problem found, each naming its layer and explaining in words; what it returns knows
-each layer's input and output shapes, weights, params, multiply-adds and receptive field, and
-renders the layer table. Nothing here imports Flask or SQLAlchemy.
+"""Spec → nodes: the spec's layers read in passes (fields, graph, shapes, what depends on the
+output and input shapes), every problem collected before `SpecError` is raised, each naming its
+layer and explaining in words. `Architecture.from_spec` (graph.py) wraps what `build` returns.
 """
 
 from __future__ import annotations
@@ -11,14 +8,12 @@ from __future__ import annotations
 import heapq
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-import numpy as np
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import ValidationError
 
-from . import catalogue
-from .catalogue.base import (
-    NAME_PATTERN,
+from .. import catalogue
+from ..catalogue.base import (
     Layer,
     LayerError,
     LayerType,
@@ -31,9 +26,9 @@ from .catalogue.base import (
     plural,
     prod,
 )
-from .errors import Problem, SpecError, WeightsError
-
-FLOAT_BYTES = 4
+from ..errors import Problem, SpecError
+from .preprocessing import preprocess_problems
+from .schema import MISSING, SpecSchema, flatten_messages
 
 
 @dataclass(frozen=True)
@@ -43,138 +38,6 @@ class Limits:
     max_layers: int | None = None
     max_tensor_elements: int | None = None  # per image, any one layer's output
     max_macs: int | None = None  # per image, whole network
-
-
-# ---------------------------------------------------------------------------------- schemas
-
-#: Resampling filters a spec may name for its resize (Pillow's; torchvision's default first).
-INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos", "box", "hamming")
-
-
-def _ints(n: int) -> fields.List:
-    return fields.List(
-        fields.Integer(strict=True, validate=validate.Range(min=1)),
-        validate=validate.Length(equal=n),
-    )
-
-
-class PreprocessSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
-    color = fields.String(validate=validate.OneOf(["L", "RGB"]))
-    resize = _ints(2)
-    interpolation = fields.String(validate=validate.OneOf(list(INTERPOLATIONS)))
-    resize_shorter = fields.Integer(strict=True, validate=validate.Range(min=1))
-    center_crop = _ints(2)
-    scale = fields.Float(allow_nan=False)
-    mean = fields.List(fields.Float(allow_nan=False), validate=validate.Length(min=1))
-    std = fields.List(
-        fields.Float(allow_nan=False, validate=validate.Range(min=0, min_inclusive=False)),
-        validate=validate.Length(min=1),
-    )
-
-    @validates_schema
-    def _one_resize(self, data: dict, **kwargs: Any) -> None:
-        if "resize" in data and "resize_shorter" in data:
-            raise ValidationError(
-                "give either resize [H, W] or resize_shorter (then center_crop), not both",
-                "resize_shorter",
-            )
-
-
-class InputSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
-    name = fields.String(
-        load_default="input",
-        validate=validate.Regexp(NAME_PATTERN, error="input names follow layer names' rules"),
-    )
-    shape = fields.List(
-        fields.Integer(strict=True, validate=validate.Range(min=1)),
-        required=True,
-        validate=validate.Length(
-            min=1, max=4, error="shape is [C], [C, L], [C, H, W] or [C, D, H, W] (no batch)"
-        ),
-    )
-    preprocess = fields.Nested(PreprocessSchema)
-
-
-class SpecSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
-    input = fields.Nested(InputSchema, required=True)
-    labels = fields.List(fields.String())
-    layers = fields.List(fields.Raw(), required=True, validate=validate.Length(min=1))
-    output = fields.String()
-    description = fields.String()
-    metadata = fields.Dict(keys=fields.String())
-
-
-#: marshmallow's message for a required field that is absent
-MISSING = "Missing data for required field."
-
-
-def _not_finite(a: np.ndarray, chunk: int = 1 << 22) -> int:
-    """How many values are NaN or infinite, a few MB at a time (not a mask as big as `a`)."""
-    flat = np.ravel(a, order="K")
-    return sum(
-        int(part.size - np.count_nonzero(np.isfinite(part)))
-        for part in (flat[i : i + chunk] for i in range(0, flat.size, chunk))
-    )
-
-
-def image_preprocess(input_: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The full image pipeline of a validated `input`, every default filled in; None when the
-    input is not an image ([1 or 3, H, W]).
-
-    Steps, in order: decode, apply EXIF orientation, convert to `color`, `resize` to [H, W] (or
-    `resize_shorter` keeping the aspect ratio), `center_crop`, multiply by `scale`, subtract
-    `mean` and divide by `std` per channel, channels first. Without `preprocess`, images must
-    already have the input's size and are scaled to [0, 1], as torchvision's ToTensor does.
-    """
-    shape = list(input_["shape"])
-    if len(shape) != 3 or shape[0] not in (1, 3):
-        return None
-    pre = dict(input_.get("preprocess") or {})
-    c = shape[0]
-    out: dict[str, Any] = {"color": pre.get("color") or ("L" if c == 1 else "RGB")}
-    for key in ("resize", "resize_shorter", "center_crop"):
-        if key in pre:
-            out[key] = pre[key]
-    if "resize" in out or "resize_shorter" in out:
-        out["interpolation"] = pre.get("interpolation", INTERPOLATIONS[0])
-    out["scale"] = pre.get("scale", 1 / 255)
-    out["mean"] = _per_channel(pre.get("mean"), 0.0, c)
-    out["std"] = _per_channel(pre.get("std"), 1.0, c)
-    out["size"] = shape[1:]
-    out["layout"] = "CHW"
-    return out
-
-
-def _per_channel(values: list[float] | None, default: float, channels: int) -> list[float]:
-    vals = [float(v) for v in values or [default]]
-    return vals * channels if len(vals) == 1 else vals
-
-
-def _flatten_messages(messages: Any, prefix: str = "") -> list[tuple[str, str]]:
-    """marshmallow's nested {field: [msg]} into (dotted.field, msg) pairs."""
-    out: list[tuple[str, str]] = []
-    if isinstance(messages, dict):
-        for key, value in messages.items():
-            name = f"{prefix}.{key}" if prefix else str(key)
-            out.extend(_flatten_messages(value, name))
-    elif isinstance(messages, list | tuple):
-        for value in messages:
-            out.extend(_flatten_messages(value, prefix))
-    else:
-        out.append((prefix, str(messages)))
-    return out
-
-
-# ------------------------------------------------------------------------------------ nodes
 
 
 @dataclass(frozen=True)
@@ -223,194 +86,20 @@ class _Entry:
     kind: LayerType | None
 
 
-# ----------------------------------------------------------------------------- architecture
+class Built(NamedTuple):
+    """What a valid spec builds: the loaded spec, its nodes in topological order, the input's
+    name and shape, and the output layer's name."""
+
+    spec: dict[str, Any]
+    nodes: list[Node]
+    input_name: str
+    input_shape: Shape
+    output: str
 
 
-class Architecture:
-    """A spec that passed validation. Build with `Architecture.from_spec`."""
-
-    def __init__(
-        self,
-        spec: dict[str, Any],
-        nodes: list[Node],
-        input_name: str,
-        input_shape: Shape,
-        output: str,
-    ):
-        self.spec = spec
-        self.nodes = nodes
-        self.input_name = input_name
-        self.input_shape = input_shape
-        self.output = output
-        self.by_name = {n.name: n for n in nodes}
-        self.consumers: dict[str, list[str]] = {input_name: []}
-        for n in nodes:
-            self.consumers.setdefault(n.name, [])
-            for i in n.inputs:
-                self.consumers[i].append(n.name)
-
-    @classmethod
-    def from_spec(cls, spec: Any, limits: Limits | None = None) -> Architecture:
-        return _Builder(spec, limits or Limits()).build()
-
-    # -- facts -------------------------------------------------------------------------
-
-    @property
-    def labels(self) -> list[str] | None:
-        return self.spec.get("labels")
-
-    @property
-    def preprocess(self) -> dict[str, Any] | None:
-        return self.spec["input"].get("preprocess")
-
-    @property
-    def image_preprocess(self) -> dict[str, Any] | None:
-        """The full image pipeline (see `image_preprocess`), or None when inputs are not images."""
-        return image_preprocess(self.spec["input"])
-
-    @property
-    def output_shape(self) -> Shape:
-        return self.by_name[self.output].out_shape
-
-    @property
-    def num_classes(self) -> int | None:
-        """K when the output is a vector of K class scores (K, or K×1×…×1); else None."""
-        shape = self.output_shape
-        return shape[0] if all(d == 1 for d in shape[1:]) else None
-
-    @property
-    def yields_probabilities(self) -> bool:
-        """The output layer already gives probabilities (it is a softmax)."""
-        return self.by_name[self.output].kind.yields_probabilities
-
-    def weight_specs(self) -> dict[str, WeightSpec]:
-        """Every array the weights file holds, by its name `<layer>.<suffix>`."""
-        return {f"{n.name}.{k}": w for n in self.nodes for k, w in n.weights.items()}
-
-    def totals(self) -> dict[str, int]:
-        specs = self.weight_specs().values()
-        return {
-            "params": sum(n.params for n in self.nodes),
-            "macs": sum(n.macs for n in self.nodes),
-            "weight_bytes": sum(prod(w.shape) * FLOAT_BYTES for w in specs if w.required),
-            "activation_bytes": sum(prod(n.out_shape) * FLOAT_BYTES for n in self.nodes),
-        }
-
-    def table(self) -> dict[str, Any]:
-        """The layer table of API.md: input shape, one row per layer, totals."""
-        return {
-            "input_shape": list(self.input_shape),
-            "output": self.output,
-            "layers": [n.row() for n in self.nodes],
-            "totals": self.totals(),
-        }
-
-    # -- weights -----------------------------------------------------------------------
-
-    def check_weights(
-        self, arrays: Mapping[str, np.ndarray], keep: bool = True
-    ) -> dict[str, np.ndarray]:
-        """Every expected array present with its exact shape, nothing unexpected, all finite.
-
-        Returns the arrays as float32 (PyTorch's integer `num_batches_tracked` dropped); raises
-        WeightsError listing every problem, each naming the array and the expected shape. Each
-        array is read from `arrays` once; with keep=False none is kept, so a lazy mapping (an
-        open .npz) is checked holding one array at a time, and {} is returned.
-        """
-        expected = self.weight_specs()
-        problems: list[Problem] = []
-        out: dict[str, np.ndarray] = {}
-        for key, spec in expected.items():
-            layer, suffix = key.rsplit(".", 1)
-            if key not in arrays:
-                if spec.required:
-                    problems.append(
-                        Problem(
-                            layer,
-                            suffix,
-                            f"the weights lack '{key}': {layer} needs a {fmt_shape(spec.shape)} "
-                            f"array ({spec.meaning})",
-                        )
-                    )
-                continue
-            a = np.asarray(arrays[key])
-            want = "an integer" if spec.dtype == "int" else "a floating-point"
-            kind_ok = a.dtype.kind in ("iu" if spec.dtype == "int" else "f")
-            if not kind_ok:
-                problems.append(
-                    Problem(
-                        layer, suffix, f"'{key}' holds {a.dtype} values; it must be {want} array"
-                    )
-                )
-                continue
-            if tuple(a.shape) != tuple(spec.shape):
-                problems.append(
-                    Problem(
-                        layer,
-                        suffix,
-                        f"'{key}' has shape {fmt_shape(a.shape) if a.ndim else 'scalar'} but "
-                        f"{layer} needs {fmt_shape(spec.shape) if spec.shape else 'a scalar'}"
-                        + (f" ({spec.meaning})" if spec.meaning else ""),
-                    )
-                )
-                continue
-            if spec.dtype == "int":
-                continue
-            if a.dtype == np.float32:
-                f32 = a
-            else:
-                with np.errstate(over="ignore"):  # too large for float32 becomes inf, reported
-                    f32 = a.astype(np.float32)
-            bad = _not_finite(f32)
-            if bad:
-                problems.append(
-                    Problem(
-                        layer,
-                        suffix,
-                        f"'{key}' holds {plural(bad, 'value')} that are not finite in float32 "
-                        f"(NaN, infinite, or too large)",
-                    )
-                )
-                continue
-            if keep:
-                out[key] = f32
-            del a, f32
-        for key in arrays:
-            if key not in expected:
-                problems.append(self._unexpected(key))
-        if problems:
-            raise WeightsError(problems)
-        return out
-
-    def _unexpected(self, key: str) -> Problem:
-        layer = key.rsplit(".", 1)[0] if "." in key else key
-        if layer in self.by_name:
-            node = self.by_name[layer]
-            has = ", ".join(node.weights) or "no weights"
-            return Problem(
-                layer, None, f"'{key}' is not a weight of {layer}: a {node.layer.type} stores {has}"
-            )
-        return Problem(None, key, f"'{key}' belongs to no layer: no layer is named '{layer}'")
-
-    def random_weights(self, seed: int = 0) -> dict[str, np.ndarray]:
-        """He-initialised weights (zeros for biases, identity statistics for batch norm)."""
-        rng = np.random.default_rng(seed)
-        out: dict[str, np.ndarray] = {}
-        for key, spec in self.weight_specs().items():
-            if not spec.required:
-                continue
-            if spec.init == "he":
-                fan_in = max(1, prod(spec.shape[1:]))
-                a = rng.normal(0.0, np.sqrt(2.0 / fan_in), size=spec.shape)
-            elif spec.init == "ones":
-                a = np.ones(spec.shape)
-            else:
-                a = np.zeros(spec.shape)
-            out[key] = a.astype(np.float32)
-        return out
-
-
-# ---------------------------------------------------------------------------------- builder
+def build(spec: Any, limits: Limits) -> Built:
+    """The nodes of a valid spec; SpecError listing every problem of an invalid one."""
+    return _Builder(spec, limits).build()
 
 
 class _Builder:
@@ -427,7 +116,7 @@ class _Builder:
     def fail(self, layer: str | None, field: str | None, message: str) -> None:
         self.problems.append(Problem(layer, field, message))
 
-    def build(self) -> Architecture:
+    def build(self) -> Built:
         if not isinstance(self.raw, dict):
             raise SpecError(
                 [Problem(None, None, "a spec is a JSON object with 'input' and 'layers'")]
@@ -459,12 +148,12 @@ class _Builder:
         if "input" in top and order is not None:
             if output in shapes:
                 self._labels(top.get("labels"), output, shapes[output])
-            self._preprocess(top["input"])
+            self.problems.extend(preprocess_problems(top["input"]))
             self._macs(nodes)
         if self.problems:
             raise SpecError(self.problems)
         assert output is not None
-        return Architecture(top, nodes, input_name, tuple(top["input"]["shape"]), output)
+        return Built(top, nodes, input_name, tuple(top["input"]["shape"]), output)
 
     # -- pass 1: the top level and each layer's fields ------------------------------------
 
@@ -472,7 +161,7 @@ class _Builder:
         try:
             return SpecSchema().load(self.raw)
         except ValidationError as err:
-            for field, msg in _flatten_messages(err.messages):
+            for field, msg in flatten_messages(err.messages):
                 self.fail(None, field, f"{field}: {msg}")
             valid = err.valid_data if isinstance(err.valid_data, dict) else {}
             return {k: v for k, v in valid.items() if k != "input" or "shape" in v}
@@ -515,7 +204,7 @@ class _Builder:
         try:
             cfg = kind.schema().load(raw)
         except ValidationError as err:
-            found = _flatten_messages(err.messages)
+            found = flatten_messages(err.messages)
             missing = [field for field, msg in found if msg == MISSING]
             if found and len(missing) == len(found) and set(missing) <= set(kind.inferable):
                 self.pending[label] = (raw, missing)
@@ -713,50 +402,6 @@ class _Builder:
                 "labels",
                 f"{plural(len(labels), 'label')} given but the output {output} produces "
                 f"{out[0]} class scores: give one label per class",
-            )
-
-    def _preprocess(self, inp: dict[str, Any]) -> None:
-        pre = inp.get("preprocess")
-        if pre is None:
-            return
-        shape = tuple(inp["shape"])
-        if len(shape) != 3:
-            self.fail(
-                None,
-                "input.preprocess",
-                f"preprocess describes images, so input.shape must be [C, H, W], not {list(shape)}",
-            )
-            return
-        c, h, w = shape
-        color = pre.get("color") or {1: "L", 3: "RGB"}.get(c)
-        if color is None or {"L": 1, "RGB": 3}[color] != c:
-            self.fail(
-                None,
-                "input.preprocess.color",
-                f"images decode to 1 channel (L) or 3 (RGB), but input.shape has {c} channels"
-                + (f" and color is {pre['color']}" if "color" in pre else ""),
-            )
-        for key in ("mean", "std"):
-            if key in pre and len(pre[key]) not in (1, c):
-                self.fail(
-                    None,
-                    f"input.preprocess.{key}",
-                    f"{key} has {len(pre[key])} values; give 1 or one per channel ({c})",
-                )
-        final = pre.get("center_crop") or pre.get("resize")
-        if "resize_shorter" in pre and "center_crop" not in pre:
-            self.fail(
-                None,
-                "input.preprocess.center_crop",
-                "resize_shorter keeps the aspect ratio, so the size is only fixed by a "
-                f"center_crop: add center_crop [{h}, {w}]",
-            )
-        elif final is not None and tuple(final) != (h, w):
-            self.fail(
-                None,
-                "input.preprocess",
-                f"preprocessing yields {final[0]}×{final[1]} images but input.shape is "
-                f"{fmt_shape(shape)}",
             )
 
     def _macs(self, nodes: list[Node]) -> None:
