@@ -121,7 +121,11 @@ def blas_info() -> str:
 
 
 def blas_threads() -> int | None:
-    """The threads NumPy's OpenBLAS runs a call on (None: not OpenBLAS, or not found)."""
+    """The threads NumPy's OpenBLAS runs a call on (None: not OpenBLAS, or not found).
+
+    The service itself never asks (it sets the count through the environment, see
+    `configure_threads`); bench/engine.py and bench/http_load.py do, to give the engine's own
+    threads the cores only when BLAS is single-threaded, and tests check the setting took."""
     fn = _openblas_function("get_num_threads")
     if fn is None:
         return None
