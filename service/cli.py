@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from . import __version__
 from .architecture import Architecture
 from .errors import ConvserveError, SpecError
 from .render import render_table
@@ -211,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="convserve", description="Register, inspect and serve convolutional networks."
     )
+    parser.add_argument("--version", action="version", version=f"convserve {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser(
         "inspect",

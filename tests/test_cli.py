@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -9,6 +10,7 @@ import sys
 
 import pytest
 
+from service import __version__
 from service.architecture import Architecture
 from service.cli import main
 from service.weights import dump_npz
@@ -85,6 +87,14 @@ def test_console_script_reads_stdin():
         check=True,
     )
     assert json.loads(run.stdout)["totals"]["params"] == 16_644
+
+
+def test_version_prints_the_package_version_and_exits_0(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == f"convserve {__version__}\n"
+    assert __version__ == importlib.metadata.version("convserve")  # pyproject.toml says the same
 
 
 def test_init_weights_writes_weights_that_fit(tmp_path, capsys):
