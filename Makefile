@@ -26,9 +26,12 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# Regenerates the PyTorch reference fixtures (needs `pip install torch==2.13.0`, not needed for tests).
+# Regenerates the PyTorch reference fixtures (not needed for tests) with the bench venv's
+# torch==2.13.0 (README, Performance); FIXTURES_PYTHON=... names another interpreter that has it.
+FIXTURES_PYTHON ?= .venv-bench/bin/python
 fixtures:
-	$(PYTHON) tests/fixtures/make_fixtures.py
+	@command -v $(FIXTURES_PYTHON) >/dev/null || { echo "make fixtures needs torch==2.13.0 in .venv-bench; create it with: python3 -m venv .venv-bench && .venv-bench/bin/pip install torch==2.13.0 -e '.[bench]'" >&2; exit 1; }
+	$(FIXTURES_PYTHON) tests/fixtures/make_fixtures.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -9,7 +9,8 @@ from flask import Flask
 from . import __version__, web
 from .api import problems, register_blueprints, security, telemetry
 from .api.bodies import JSONProvider
-from .api.parsing import ConvserveApi, UploadRequest
+from .api.multipart import UploadRequest
+from .api.parsing import ConvserveApi
 from .config import Settings
 from .imaging import set_pillow_pixel_limit
 from .registry.db import make_engine

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from . import __version__
 from .architecture import Architecture
 from .errors import ConvserveError, SpecError
 from .render import render_table
@@ -30,6 +32,18 @@ def _report(err: SpecError) -> int:
     for p in err.problems:
         print(f"  - {p.message}", file=sys.stderr)
     return 2
+
+
+def _reader_gone() -> int:
+    """Standard output's reader closed it (`convserve inspect … | head`): exit quietly with 1.
+
+    As the Python docs advise (signal module, "Note on SIGPIPE"), standard output is pointed at
+    devnull first, so that the interpreter's own flush at exit does not fail again with a
+    traceback.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 1
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -132,8 +146,6 @@ def cmd_db_seed(args: argparse.Namespace) -> int:
 
 
 def _token_file(args: argparse.Namespace) -> Path:
-    import os
-
     path = args.file or os.environ.get("CONVSERVE_TOKEN_FILE")
     if not path:
         raise ConvserveError("name the token file with --file or CONVSERVE_TOKEN_FILE")
@@ -197,8 +209,6 @@ def cmd_token_remove(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run gunicorn with the project's config (what `make serve` does after migrating)."""
-    import os
-
     from .registry.migrate import migrations_dir
 
     conf = migrations_dir().parent / "deploy" / "gunicorn.conf.py"
@@ -211,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="convserve", description="Register, inspect and serve convolutional networks."
     )
+    parser.add_argument("--version", action="version", version=f"convserve {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser(
         "inspect",
@@ -300,7 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # a reader that has gone shows here, not in the flush at exit
+        return status
+    except BrokenPipeError:
+        return _reader_gone()
     except SpecError as err:
         return _report(err)
     except ConvserveError as err:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -9,6 +10,7 @@ import sys
 
 import pytest
 
+from service import __version__
 from service.architecture import Architecture
 from service.cli import main
 from service.weights import dump_npz
@@ -85,6 +87,33 @@ def test_console_script_reads_stdin():
         check=True,
     )
     assert json.loads(run.stdout)["totals"]["params"] == 16_644
+
+
+def test_version_prints_the_package_version_and_exits_0(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == f"convserve {__version__}\n"
+    assert __version__ == importlib.metadata.version("convserve")  # pyproject.toml says the same
+
+
+@pytest.mark.parametrize("table", [["lenet.json"], ["--explain", "--json", "googlenet.json"]])
+def test_a_reader_that_closes_the_pipe_ends_the_command_quietly(table):
+    """`convserve inspect … | head`: no traceback, exit status 1 (the output was cut short)."""
+    *options, name = table
+    read, write = os.pipe()
+    os.close(read)  # the reader has gone before the first write
+    try:
+        run = subprocess.run(
+            [sys.executable, "-m", "service.cli", "inspect", *options, f"models/{name}"],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+    finally:
+        os.close(write)
+    assert (run.returncode, run.stderr) == (1, "")
 
 
 def test_init_weights_writes_weights_that_fit(tmp_path, capsys):

@@ -8,7 +8,7 @@ import pytest
 from service.architecture import Architecture
 from service.engine import compile_plan
 from service.errors import InvalidInput
-from service.kernels import avg_pool_divisor, conv_kernel, conv_nd, pool_nd
+from service.kernels import avg_pool_divisor, conv_kernel, pool_kernel
 from tests import oracle
 from tests.conftest import spec_of
 
@@ -49,7 +49,11 @@ def reference(x, w):
     """The branchy network written out by hand with the kernels, no plan."""
 
     def conv(name, v):
-        return conv_nd(v, w[f"{name}.weight"], w[f"{name}.bias"], (1, 1), (1, 1), (1, 1), (1, 1))
+        one = (1, 1)
+        kernel = conv_kernel(
+            w[f"{name}.weight"], w[f"{name}.bias"], one, one, one, one, 1, v.shape[2:]
+        )
+        return kernel(v)
 
     c1 = conv("c1", x)
     scale = w["bn.weight"] / np.sqrt(w["bn.running_var"] + 1e-5)
@@ -175,7 +179,7 @@ def test_conv_chunking_never_changes_the_result(kernel, stride, pad, groups, scr
     b = RNG.normal(size=6).astype(np.float32)
     geometry = (stride, (1, 2), pad, pad)
     expected = oracle.conv_nd(x, w, b, *geometry, groups)
-    got = conv_nd(x, w, b, *geometry, groups=groups, scratch_bytes=scratch)
+    got = conv_kernel(w, b, *geometry, groups, x.shape[2:], scratch)(x)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
@@ -184,18 +188,20 @@ def test_pooling_a_group_of_maps_at_a_time_never_changes_the_result(scratch):
     x = RNG.normal(size=(3, 5, 9, 11)).astype(np.float32)
     kernel, stride, pad, dilation = (3, 2), (2, 2), (1, 1), (1, 2)
     expected = oracle.max_pool_nd(x, kernel, stride, pad, dilation, True)  # ceil_mode
-    got = pool_nd(x, kernel, stride, pad, expected.shape[2:], "max", None, dilation, scratch)
+    out_sp = expected.shape[2:]
+    got = pool_kernel(x.shape[2:], kernel, stride, pad, out_sp, "max", None, dilation, scratch)(x)
     np.testing.assert_array_equal(got, expected.astype(np.float32))
     expected = oracle.avg_pool_nd(x, kernel, stride, pad, True, False)
-    divisor = avg_pool_divisor(x.shape[2:], kernel, stride, pad, expected.shape[2:], False)
-    got = pool_nd(x, kernel, stride, pad, expected.shape[2:], "avg", divisor, None, scratch)
+    out_sp = expected.shape[2:]
+    divisor = avg_pool_divisor(x.shape[2:], kernel, stride, pad, out_sp, False)
+    got = pool_kernel(x.shape[2:], kernel, stride, pad, out_sp, "avg", divisor, None, scratch)(x)
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
 
 
 def test_a_conv_epilogue_sees_every_output_value_once():
     x = RNG.normal(size=(5, 3, 12, 12)).astype(np.float32)
     w = RNG.normal(size=(4, 3, 3, 3)).astype(np.float32)
-    plain = conv_nd(x, w, None, (1, 1), (1, 1), (1, 1), (1, 1))
+    plain = conv_kernel(w, None, (1, 1), (1, 1), (1, 1), (1, 1), 1, (12, 12))(x)
     for scratch in (1, 4 * 27 * 30, 1 << 30):
         kernel = conv_kernel(w, None, (1, 1), (1, 1), (1, 1), (1, 1), 1, (12, 12), scratch,
                              epilogue=lambda y: np.add(y, 1, out=y))  # fmt: skip

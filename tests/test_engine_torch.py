@@ -1,8 +1,9 @@
 """The NumPy engine against PyTorch, on every case of tests/fixtures/torch_reference.npz.
 
 The fixture file holds, per case, a spec, an input batch, PyTorch-named weights (batch norm's
-`num_batches_tracked` included) and PyTorch's float32 eval-mode output; it is made by
-tests/fixtures/make_fixtures.py, and these tests need no torch.
+`num_batches_tracked` included) and PyTorch's eval-mode output (computed in float64 from the
+float32 inputs and weights, stored as float32); it is made by tests/fixtures/make_fixtures.py,
+and these tests need no torch.
 
 Error measure: the relative error of an engine output `a` against PyTorch's `b` is
 

@@ -1,18 +1,32 @@
-"""multipart/form-data bodies of predict requests, read in one pass over the bytes (RFC 7578).
+"""multipart/form-data bodies (RFC 7578): read in memory for predict, streamed for uploads.
 
-Werkzeug's form parser streams parts through a state machine, spooling large ones to disk, and
-costs ~130 µs on a one-image request, a sixth of the whole request; an image body is held in
-memory anyway (the decoder needs all of it), so splitting the bytes on the boundary does the same
-work for a tenth. The body size is bounded beforehand by MAX_CONTENT_LENGTH (413 above it).
+Two readers because the two kinds of request pull in opposite directions, and neither reader
+would serve both:
+
+* **Predict** (`parse`): a few images, each decoded whole anyway, so the body is held in memory
+  and split on its boundary in one pass. Werkzeug's form parser streams parts through a state
+  machine, spooling large ones to disk, and costs ~130 µs on a one-image request, a sixth of the
+  whole request; splitting the bytes does the same work for a tenth. The body size is bounded
+  beforehand by MAX_CONTENT_LENGTH (413 above it).
+* **Registration** (`UploadRequest`, `form_and_files`): a weights file can be hundreds of
+  megabytes, so it must not be held in memory. Werkzeug's streaming parser writes each file part
+  to a temporary file that hashes it on the way (`service.weights.HashingFile`, in memory while
+  small), so the upload is neither held in memory nor read again to learn its sha256. The API's
+  request parser (parsing.py) reads this for the `form_and_files` location.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from flask import Request
+from werkzeug.datastructures import MultiDict
 from werkzeug.http import parse_options_header
 
-from service.errors import Malformed
+from service.errors import Malformed, UnsupportedMedia
+from service.weights import HashingFile
+
+# ------------------------------------------------------------------ in memory, for predict
 
 
 @dataclass(frozen=True)
@@ -58,3 +72,33 @@ def _part(head: bytes, data: bytes) -> Part:
             if kind.lower() == "form-data" and "name" in params:
                 return Part(params["name"], params.get("filename"), data)
     raise Malformed("a multipart part has no Content-Disposition: form-data; name=...")
+
+
+# ---------------------------------------------------------------- streamed, for uploads
+
+
+class UploadRequest(Request):
+    """Flask's request, writing each uploaded file to a temporary file that hashes it on the way
+    (in memory while small): a weights file of hundreds of megabytes is neither held in memory
+    nor read again to learn its sha256."""
+
+    def _get_file_stream(
+        self,
+        total_content_length: int | None,
+        content_type: str | None,
+        filename: str | None = None,
+        content_length: int | None = None,
+    ) -> HashingFile:
+        return HashingFile()
+
+
+def form_and_files(req: Request) -> MultiDict:
+    """The form fields and the files of a streamed multipart body in one MultiDict (415 for a body
+    of another media type)."""
+    if req.mimetype != "multipart/form-data":
+        got = req.mimetype or "no type"
+        raise UnsupportedMedia(f"this endpoint takes multipart/form-data (curl -F), not {got}")
+    merged = MultiDict(req.form)
+    for key, file in req.files.items(multi=True):
+        merged.add(key, file)
+    return merged

@@ -1,5 +1,6 @@
-"""flask-smorest set-up: a multipart location that merges form fields and files, and problem+json
-as the documented error body."""
+"""flask-smorest set-up: webargs' request parser (JSON bodies, query strings and a multipart
+location whose reader is multipart.form_and_files), and problem+json as the documented error
+body."""
 
 from __future__ import annotations
 
@@ -12,9 +13,8 @@ from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.datastructures import MultiDict
 
 from service.errors import Malformed, UnsupportedMedia
-from service.weights import HashingFile
 
-from . import bodies, openapi_contract
+from . import bodies, multipart, openapi_contract
 
 
 def single_values(values: MultiDict, schema: ma.Schema, what: str) -> None:
@@ -53,29 +53,9 @@ class Parser(FlaskParser):
         return super().load_querystring(req, schema)
 
     def load_form_and_files(self, req: Request, schema: ma.Schema) -> Any:
-        if req.mimetype != "multipart/form-data":
-            got = req.mimetype or "no type"
-            raise UnsupportedMedia(f"this endpoint takes multipart/form-data (curl -F), not {got}")
-        merged = MultiDict(req.form)
-        for key, file in req.files.items(multi=True):
-            merged.add(key, file)
+        merged = multipart.form_and_files(req)
         single_values(merged, schema, "multipart part")
         return self._makeproxy(merged, schema)
-
-
-class UploadRequest(Request):
-    """Flask's request, writing each uploaded file to a temporary file that hashes it on the way
-    (in memory while small): a weights file of hundreds of megabytes is neither held in memory
-    nor read again to learn its sha256."""
-
-    def _get_file_stream(
-        self,
-        total_content_length: int | None,
-        content_type: str | None,
-        filename: str | None = None,
-        content_length: int | None = None,
-    ) -> HashingFile:
-        return HashingFile()
 
 
 class ApiBlueprint(Blueprint):

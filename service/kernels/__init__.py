@@ -378,24 +378,6 @@ def _im2col_kernel(
     return conv
 
 
-def conv_nd(
-    x: np.ndarray,
-    weight: np.ndarray,
-    bias: np.ndarray | None,
-    stride: Sequence[int],
-    dilation: Sequence[int],
-    pad_lo: Sequence[int],
-    pad_hi: Sequence[int],
-    groups: int = 1,
-    scratch_bytes: int = DEFAULT_SCRATCH_BYTES,
-) -> np.ndarray:
-    """One convolution (see conv_kernel), preparing and running at once."""
-    kernel = conv_kernel(
-        weight, bias, stride, dilation, pad_lo, pad_hi, groups, x.shape[2:], scratch_bytes
-    )
-    return kernel(x)
-
-
 def pool_kernel(
     in_spatial: Sequence[int],
     kernel: Sequence[int],
@@ -444,22 +426,6 @@ def pool_kernel(
         return out.reshape(*x.shape[:2], *out_sp)
 
     return pool
-
-
-def pool_nd(
-    x: np.ndarray,
-    kernel: Sequence[int],
-    stride: Sequence[int],
-    pad_lo: Sequence[int],
-    out_sp: Sequence[int],
-    mode: str,
-    divisor: np.ndarray | None = None,
-    dilation: Sequence[int] | None = None,
-    scratch_bytes: int = DEFAULT_SCRATCH_BYTES,
-) -> np.ndarray:
-    """One pooling (see pool_kernel), preparing and running at once."""
-    return pool_kernel(x.shape[2:], kernel, stride, pad_lo, out_sp, mode, divisor, dilation,
-                       scratch_bytes)(x)  # fmt: skip
 
 
 def _pool(

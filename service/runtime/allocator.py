@@ -3,16 +3,16 @@
 glibc hands out large blocks with mmap and gives them back to the kernel on free; its threshold
 for "large" starts at 128 KiB and only adapts upward as such blocks are freed. Every activation
 map of a CNN is that large, so without help a good part of each call's maps are fresh pages that
-the kernel must fault in and zero: ResNet-18 at batch 8 took ~4,170 page faults per call, and
-240 ms against 231 ms once the maps came from memory the process already had (0 faults).
+the kernel must fault in and zero, on every call (the measurements are in the README,
+Performance, "Process settings").
 
 `keep_freed_memory()` sets glibc's mmap threshold to its maximum (32 MiB) and the trim threshold
 to twice that, which is where glibc's own adaptive rule would settle: freed blocks below 32 MiB
 go back to the heap and are reused, and at most 64 MiB of free heap top stays resident. Setting
 the trim threshold alone would be worse than nothing: it switches the adaptive rule off and
-leaves the threshold at 128 KiB (measured: 143,000 faults, 539 ms per call). A value the user
-set (MALLOC_MMAP_THRESHOLD_ or MALLOC_TRIM_THRESHOLD_, or CONVSERVE_KEEP_FREED_MEMORY=0) wins,
-and other C libraries (musl has no mallopt) are left alone.
+leaves the threshold at 128 KiB, so every map is mmapped afresh. A value the user set
+(MALLOC_MMAP_THRESHOLD_ or MALLOC_TRIM_THRESHOLD_, or CONVSERVE_KEEP_FREED_MEMORY=0) wins, and
+other C libraries (musl has no mallopt) are left alone.
 """
 
 from __future__ import annotations

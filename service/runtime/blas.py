@@ -1,16 +1,14 @@
 """The BLAS under NumPy: which kernels it runs, and picking OpenBLAS' AVX-512 ones.
 
-NumPy's wheels bundle OpenBLAS built for many CPUs (DYNAMIC_ARCH). On a 2-core AVX-512 Xeon VM
-it still picked its Haswell (AVX2) kernels; `OPENBLAS_CORETYPE=SkylakeX` made it use AVX-512 and
-raised NumPy's float32 GEMM from 130–139 to 186 GFLOP/s there (2048³, two threads, quiet machine;
-see bench/engine.py). On a 2-core AMD EPYC (Zen 4) VM OpenBLAS 0.3.31 picks SkylakeX by itself,
-and Haswell, Zen, SkylakeX and SapphireRapids kernels measured alike (191–213 GFLOP/s), so the
-setting changes nothing there. The variable only counts if it is set before
-OpenBLAS loads, i.e. before NumPy is first imported, so the serving processes call
-`prefer_avx512_kernels()` first thing (deploy/gunicorn.conf.py, service.entry for the CLI;
-`service.runtime.tune_process()` in a notebook). A value already in the environment always wins (set
-`OPENBLAS_CORETYPE=Haswell` to opt out); CPUs without AVX-512, and NumPy builds on other BLAS
-libraries, are left alone.
+NumPy's wheels bundle OpenBLAS built for many CPUs (DYNAMIC_ARCH), and on some AVX-512 CPUs it
+still picks its AVX2 (Haswell) kernels, leaving a good part of the GEMM speed unused; where it
+already picks SkylakeX by itself, asking for it changes nothing. So on AVX-512 CPUs the serving
+processes set `OPENBLAS_CORETYPE=SkylakeX` (the measurements are in the README, Performance,
+"Process settings"). The variable only counts if it is set before OpenBLAS loads, i.e. before
+NumPy is first imported, so the serving processes call `prefer_avx512_kernels()` first thing
+(deploy/gunicorn.conf.py, service.entry for the CLI; `service.runtime.tune_process()` in a
+notebook). A value already in the environment always wins (set `OPENBLAS_CORETYPE=Haswell` to
+opt out); CPUs without AVX-512, and NumPy builds on other BLAS libraries, are left alone.
 """
 
 from __future__ import annotations
@@ -121,7 +119,11 @@ def blas_info() -> str:
 
 
 def blas_threads() -> int | None:
-    """The threads NumPy's OpenBLAS runs a call on (None: not OpenBLAS, or not found)."""
+    """The threads NumPy's OpenBLAS runs a call on (None: not OpenBLAS, or not found).
+
+    The service itself never asks (it sets the count through the environment, see
+    `configure_threads`); bench/engine.py and bench/http_load.py do, to give the engine's own
+    threads the cores only when BLAS is single-threaded, and tests check the setting took."""
     fn = _openblas_function("get_num_threads")
     if fn is None:
         return None
