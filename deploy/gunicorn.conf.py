@@ -38,9 +38,10 @@ bind = f"{_settings.host}:{_settings.port}"
 # gthread plus a deadline on reading each request (service/worker.py): slow clients are cut off.
 worker_class = "service.worker.Worker"
 # Request threads per worker. They only read, decode, wait and answer: inference runs on the
-# worker's scheduler thread, batching what these threads bring (service/scheduler.py), with the
-# engine's own threads. So more threads than cores do not stretch inference; they keep /healthz
-# and /metrics answered while every core is busy, and let requests wait together to be batched.
+# worker's scheduler thread, batching what these threads bring (service/serving/scheduler.py),
+# with the engine's own threads. So more threads than cores do not stretch inference; they keep
+# /healthz and /metrics answered while every core is busy, and let requests wait together to be
+# batched.
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))

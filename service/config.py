@@ -7,8 +7,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .architecture import Limits
-from .batching import ModelConfig
 from .imaging import DEFAULT_MAX_PIXELS, DEFAULT_MAX_REQUEST_PIXELS
+from .serving.batching import ModelConfig
 
 MiB = 1024 * 1024
 

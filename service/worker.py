@@ -1,8 +1,8 @@
 """The gunicorn worker convserve serves with: gthread, where slow clients hold no thread.
 
-Inference runs on each worker's scheduler thread (service.scheduler), so the worker's request
-threads only read, decode, wait and answer: `/healthz` or `/metrics` find a free thread while
-every core is busy with inference. What could still take those threads away is a client that
+Inference runs on each worker's scheduler thread (service.serving.scheduler), so the worker's
+request threads only read, decode, wait and answer: `/healthz` or `/metrics` find a free thread
+while every core is busy with inference. What could still take those threads away is a client that
 sends its request slowly: gunicorn's gthread worker waits for the first bytes off-thread, but
 then reads headers and body with blocking calls, so a body trickling in at one byte a second
 holds a thread for as long as the client likes (before this worker: 59 s for one client, and

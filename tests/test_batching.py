@@ -10,9 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from service.batching import DynamicBatching, ModelConfig
 from service.errors import InvalidInput, Unavailable
-from service.scheduler import Scheduler
+from service.serving.batching import DynamicBatching, ModelConfig
+from service.serving.scheduler import Scheduler
 
 
 class Model:

@@ -107,7 +107,10 @@ def _imports(root: Path, top: Path = ROOT) -> dict[str, set[str]]:
             if isinstance(node, ast.Import):
                 names |= {a.name for a in node.names}
             elif isinstance(node, ast.ImportFrom) and not node.level:
-                names.add(node.module or "")
+                if node.module == "service":  # from service import metrics: a module
+                    names |= {f"service.{a.name}" for a in node.names}
+                else:
+                    names.add(node.module or "")
             elif isinstance(node, ast.ImportFrom):
                 base = ".".join(package[: len(package) - node.level + 1])
                 if node.module:
@@ -150,54 +153,145 @@ def test_the_process_settings_load_before_numpy():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
-#: What the architecture may import of the project: the catalogue it builds on (and the kernels
-#: and process settings beneath that) and the errors it raises; never the engine, the registry,
-#: serving, the API or the web pages.
-ARCHITECTURE_MAY_IMPORT = (
-    "service.catalogue",
-    "service.kernels",
-    "service.runtime",
-    "service.errors",
-)
+#: The house's one direction of imports (docs/architecture.md): for each room of `service/` (a
+#: package or a top-level module), the rooms it may import. Leaves first; a room only names rooms
+#: listed above it, so the table itself has no cycle. "service" is the package's own __init__
+#: (the version). api, web → serving, registry → architecture, engine → catalogue → kernels.
+ROOMS: dict[str, set[str]] = {
+    "service": set(),
+    "errors": set(),
+    "kernels": set(),
+    "runtime": set(),
+    "listeners": set(),
+    "logs": set(),
+    "tokens": set(),
+    "metrics": {"service"},
+    "catalogue": {"kernels", "errors"},
+    "architecture": {"catalogue", "kernels", "runtime", "errors"},
+    "engine": {"architecture", "catalogue", "kernels", "errors"},
+    "weights": {"architecture", "errors"},
+    "imaging": {"architecture", "errors"},
+    "onnx_import": {"catalogue", "errors"},
+    "render": {"catalogue"},
+    "registry": {"architecture", "weights", "errors"},
+    "serving": {
+        "registry",
+        "engine",
+        "architecture",
+        "catalogue",
+        "kernels",
+        "imaging",
+        "weights",
+        "metrics",
+        "errors",
+    },
+    "config": {"serving", "architecture", "imaging"},
+    "worker": {"errors"},
+    "gunicorn_hooks": {"config", "listeners", "service"},
+    "api": {
+        "serving",
+        "registry",
+        "architecture",
+        "catalogue",
+        "onnx_import",
+        "weights",
+        "metrics",
+        "tokens",
+        "listeners",
+        "errors",
+        "service",
+    },
+    "web": {"api", "serving", "registry", "architecture", "catalogue", "errors", "service"},
+    "app": {"api", "web", "serving", "registry", "config", "imaging", "tokens", "service"},
+    "cli": {
+        "registry",
+        "architecture",
+        "onnx_import",
+        "weights",
+        "render",
+        "tokens",
+        "config",
+        "errors",
+    },
+    "entry": {"cli", "runtime"},
+    "wsgi": {"app", "runtime"},
+}
+#: The core is a library: no room below serving and the registry imports a web or database
+#: framework (the import-time check at the top of this file says the same of whole processes).
+LIBRARY = {"kernels", "runtime", "catalogue", "architecture", "engine", "weights", "imaging"}
 FRAMEWORKS = {"flask", "flask_smorest", "werkzeug", "sqlalchemy", "alembic"}
 
 
-def _architecture_overreach(top: Path = ROOT) -> dict[str, set[str]]:
-    """Per module of service/architecture/, what it imports of the project beyond itself and
-    ARCHITECTURE_MAY_IMPORT, and any web or database framework."""
-    allowed = ("service.architecture", *ARCHITECTURE_MAY_IMPORT)
+def _room(name: str) -> str | None:
+    """The room of an imported module's absolute name: service.serving.scheduler → serving,
+    service.__version__ → service (the package itself); None outside the project."""
+    parts = name.split(".")
+    if parts[0] != "service":
+        return None
+    if len(parts) == 1 or parts[1].startswith("__"):
+        return "service"
+    return parts[1]
+
+
+def room_overreach(top: Path = ROOT) -> dict[str, set[str]]:
+    """Per module of service/ under `top`, what it imports against ROOMS: a room its own room
+    may not import (or a room ROOMS does not know), or a framework from a library room."""
     found = {}
-    for module, names in _imports(top / "service" / "architecture", top).items():
+    for module, names in _imports(top / "service", top).items():
+        parts = Path(module).parts
+        own = "service" if parts[1] == "__init__.py" else parts[1].removesuffix(".py")
+        allowed = ROOMS.get(own, set()) | {own}
         bad = {
             n
             for n in names
-            if n.split(".")[0] in FRAMEWORKS
-            or (n.split(".")[0] == "service" and not _within(n, allowed))
+            if (_room(n) is not None and _room(n) not in allowed)
+            or (own in LIBRARY and n.split(".")[0] in FRAMEWORKS)
         }
-        if bad:
-            found[module] = bad
+        if bad or own not in ROOMS:
+            found[module] = bad or {f"(room {own!r} is not in ROOMS)"}
     return found
 
 
-def test_the_architecture_imports_only_the_catalogue_and_the_errors():
-    assert _imports(ROOT / "service" / "architecture")
-    assert _architecture_overreach() == {}
+def test_imports_go_one_way():
+    """Every module imports only the rooms its room may: api, web → serving, registry →
+    architecture, engine → catalogue → kernels. A new module or package needs a line in ROOMS
+    (and in docs/architecture.md)."""
+    assert room_overreach() == {}
 
 
-def test_the_architecture_check_resolves_relative_imports(tmp_path):
+def test_the_rooms_table_has_one_direction():
+    """Each room lists only rooms above it in ROOMS, so no two rooms can import each other."""
+    seen: set[str] = set()
+    for room, allowed in ROOMS.items():
+        assert allowed <= seen, (room, allowed - seen)
+        seen.add(room)
+
+
+def test_the_rooms_table_matches_the_package():
+    rooms = {
+        p.stem if p.is_file() else p.name
+        for p in (ROOT / "service").iterdir()
+        if (p.suffix == ".py" and p.stem != "__init__") or any(p.glob("*.py"))
+    }
+    assert rooms | {"service"} == set(ROOMS)
+
+
+def test_the_rooms_check_resolves_relative_imports(tmp_path):
     package = tmp_path / "service" / "architecture"
     package.mkdir(parents=True)
     (package / "__init__.py").write_text("from .graph import Architecture\n")
     (package / "graph.py").write_text(
         "import numpy\nimport flask\nfrom . import schema\nfrom .. import catalogue, engine\n"
         "from ..errors import SpecError\nfrom ..registry.store import Registry\n"
-        "from service.kernels import softmax\nfrom service.api import v2\n"
+        "from service.kernels import softmax\nfrom service import api\n"
     )
-    assert _architecture_overreach(tmp_path) == {
+    (tmp_path / "service" / "newroom.py").write_text("import os\n")
+    assert room_overreach(tmp_path) == {
         "service/architecture/graph.py": {
             "flask",
             "service.engine",
             "service.registry.store",
             "service.api",
-        }
+        },
+        "service/newroom.py": {"(room 'newroom' is not in ROOMS)"},
     }

@@ -11,15 +11,15 @@ import jsonschema
 import pytest
 
 from service.architecture import Architecture
+from service.architecture.reference import markdown
 from service.catalogue import CATALOGUE
-from service.catalogue.reference import markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_docs_spec_md_is_current():
     assert (ROOT / "docs" / "spec.md").read_text() == markdown(), (
-        "docs/spec.md is stale: .venv/bin/python -m service.catalogue.reference > docs/spec.md"
+        "docs/spec.md is stale: .venv/bin/python -m service.architecture.reference > docs/spec.md"
     )
 
 

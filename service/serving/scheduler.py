@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from . import metrics
+from .. import metrics
+from ..errors import Unavailable
+from ..kernels import parallel
 from .batching import ModelConfig
-from .errors import Unavailable
-from .kernels import parallel
 
 
 @dataclass(eq=False)

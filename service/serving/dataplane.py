@@ -20,22 +20,22 @@ from typing import Any
 
 import numpy as np
 
-from . import metrics
-from .architecture import FLOAT_BYTES, Architecture
-from .batching import ModelConfig
-from .catalogue.base import prod
-from .engine import Plan
-from .errors import InvalidInput, NotFound, TooLarge, Unavailable
-from .imaging import (
+from .. import metrics
+from ..architecture import FLOAT_BYTES, Architecture
+from ..catalogue.base import prod
+from ..engine import Plan
+from ..errors import InvalidInput, NotFound, TooLarge, Unavailable
+from ..imaging import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_MAX_REQUEST_PIXELS,
     ImagePipeline,
     UndecodableImage,
 )
-from .kernels import softmax
-from .registry.store import Registry, Resolved, VersionGone
+from ..kernels import softmax
+from ..registry.store import Registry, Resolved, VersionGone
+from ..weights import load_npz
+from .batching import ModelConfig
 from .scheduler import Scheduler
-from .weights import load_npz
 
 log = logging.getLogger("convserve.serving")
 

@@ -1,5 +1,5 @@
 """Dynamic batching's configuration, with Triton's names and JSON fields (GET/PUT
-/v1/models/{name}/config); the scheduler that applies it is service.scheduler.
+/v1/models/{name}/config); the scheduler that applies it is service.serving.scheduler.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .errors import InvalidInput
+from ..errors import InvalidInput
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The spec vocabulary, written from the catalogue itself: docs/spec.md is this module's output.
 
-    .venv/bin/python -m service.catalogue.reference > docs/spec.md
+    .venv/bin/python -m service.architecture.reference > docs/spec.md
 
 Every layer type's fields (with their defaults), weights (names, shapes, what the axes mean) and
 one example, validated and run through the layer table, so the reference cannot drift from what
@@ -14,8 +14,9 @@ from typing import Any
 
 from marshmallow import fields, missing, validate
 
-from . import CATALOGUE
-from .base import IntTuple, LayerSchema, LayerType
+from ..catalogue import CATALOGUE
+from ..catalogue.base import IntTuple, LayerSchema, LayerType
+from .graph import Architecture
 
 #: The order the reference lists families in, and a line about each.
 FAMILIES = {
@@ -77,8 +78,6 @@ def layer_fields(kind: LayerType) -> list[tuple[str, fields.Field]]:
 
 
 def _section(kind: LayerType) -> list[str]:
-    from service.architecture import Architecture
-
     spec = kind.example_spec()
     arch = Architecture.from_spec(spec)
     row = next(r for r in arch.table()["layers"] if r["name"] == "example")
@@ -123,7 +122,8 @@ def _section(kind: LayerType) -> list[str]:
 def markdown() -> str:
     """docs/spec.md."""
     lines = [
-        "<!-- Written by `python -m service.catalogue.reference > docs/spec.md`; do not edit. -->",
+        "<!-- Written by `python -m service.architecture.reference > docs/spec.md`; "
+        "do not edit. -->",
         "",
         "# The spec vocabulary",
         "",
