@@ -212,6 +212,7 @@ ROOMS: dict[str, set[str]] = {
         "tokens",
         "config",
         "errors",
+        "service",
     },
     "entry": {"cli", "runtime"},
     "wsgi": {"app", "runtime"},
