@@ -137,3 +137,64 @@ def test_the_process_settings_load_before_numpy():
         "assert 'numpy' not in sys.modules, 'numpy was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def _imported_modules(path: Path, root: Path = ROOT) -> set[str]:
+    """Every module a file imports, absolute names (relative ones resolved against its package,
+    which is its folder below `root`)."""
+    package = ".".join(path.relative_to(root).with_suffix("").parts[:-1])
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            names.add(base)
+            names |= {f"{base}.{a.name}" for a in node.names}  # `from service import api`
+    return names
+
+
+#: What the model registry must not know of: it hands out records, the HTTP layer makes them
+#: documents (service.api.documents), and the pages render those.
+NOT_FOR_THE_REGISTRY = ("service.api", "service.web", "flask", "flask_smorest", "werkzeug")
+
+
+def test_the_registry_knows_nothing_of_http():
+    paths = sorted((ROOT / "service" / "registry").glob("*.py"))
+    assert paths
+    for path in paths:
+        bad = sorted(
+            name
+            for name in _imported_modules(path)
+            if any(name == b or name.startswith(b + ".") for b in NOT_FOR_THE_REGISTRY)
+        )
+        assert not bad, (path.name, bad)
+
+
+def test_the_registry_import_check_sees_every_way_of_importing(tmp_path):
+    package = tmp_path / "service" / "registry"
+    package.mkdir(parents=True)
+    path = package / "probe.py"
+    for source in (
+        "import flask\n",
+        "from flask import Response\n",
+        "from service.api.documents import iso\n",
+        "from service import web\n",
+        "from ..api import documents\n",
+        "def f():\n    from werkzeug.exceptions import NotFound\n",
+    ):
+        path.write_text(source)
+        found = _imported_modules(path, tmp_path)
+        assert any(n == b or n.startswith(b + ".") for n in found for b in NOT_FOR_THE_REGISTRY), (
+            source
+        )
+    path.write_text("from .records import StoredModel\nfrom service.errors import NotFound\n")
+    assert _imported_modules(path, tmp_path) == {
+        "service.registry.records",
+        "service.registry.records.StoredModel",
+        "service.errors",
+        "service.errors.NotFound",
+    }

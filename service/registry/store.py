@@ -15,7 +15,7 @@ import re
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,13 +23,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from service.architecture import Architecture, Limits, image_preprocess
+from service.architecture import Architecture, Limits
 from service.errors import Conflict, IntegrityFailure, Malformed, NotFound
 from service.weights import DEFAULT_MAX_BYTES, SPOOL_BYTES, WeightsFile, check_npz, load_npz
 
 from .db import WRITE, PreparedRead
 from .diff import diff as layer_diff
-from .history import ACTIONS, ANONYMOUS, event_doc, read_events, record_event, record_set_config
+from .history import ACTIONS, ANONYMOUS, read_events, record_event, record_set_config, stored_event
+from .records import AliasMove, StoredModel, StoredVersion, utc
 from .tables import aliases, blob_chunks, blobs, model_configs, models, version_tags, versions
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -113,12 +114,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _iso(t: datetime) -> str:
-    if t.tzinfo is None:  # SQLite gives naive datetimes back; they were stored as UTC
-        t = t.replace(tzinfo=UTC)
-    return t.isoformat().replace("+00:00", "Z")
-
-
 def encode_cursor(value: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
 
@@ -132,7 +127,7 @@ def decode_cursor(cursor: str) -> Any:
 
 @dataclass(frozen=True)
 class Page:
-    items: list[dict[str, Any]]
+    items: list[Any]
     next_cursor: str | None
 
 
@@ -140,7 +135,7 @@ def page_size(limit: int) -> int:
     return max(1, min(limit, MAX_PAGE))
 
 
-def paged(rows: list[Any], limit: int, key: str, items: list[dict[str, Any]]) -> Page:
+def paged(rows: list[Any], limit: int, key: str, items: list[Any]) -> Page:
     """Keyset pagination: `rows` was fetched with limit + 1, so one more row means another page,
     whose cursor is the key of the last row shown."""
     more = len(rows) > limit
@@ -282,8 +277,8 @@ class Registry:
         description: str = "",
         actor: str = ANONYMOUS,
         tags: dict[str, str] | None = None,
-    ) -> dict[str, Any]:
-        """Validate, then store a new version (with its tags); returns its document.
+    ) -> StoredVersion:
+        """Validate, then store a new version (with its tags); returns it as stored.
 
         `weights` is the .npz as bytes, or as a file hashed while it was uploaded: it is checked
         against the spec array by array from that file and stored in chunks, so a file of
@@ -378,16 +373,14 @@ class Registry:
                     sa.exists(self._tagged(wanted).where(versions.c.model_id == models.c.id))
                 )
             rows = conn.execute(q).mappings().all()
-            items = [self._model_summary(conn, r) for r in rows[:limit]]
-            if wanted:
-                for item, r in zip(items, rows, strict=False):
-                    item["tagged_versions"] = list(
-                        conn.execute(
-                            self._tagged(wanted)
-                            .where(versions.c.model_id == r["id"])
-                            .order_by(versions.c.number)
-                        ).scalars()
-                    )
+            items = []
+            for r in rows[:limit]:
+                model = self._stored_model(conn, r)
+                if wanted:
+                    tagged = self._tagged(wanted).where(versions.c.model_id == r["id"])
+                    numbers = list(conn.execute(tagged.order_by(versions.c.number)).scalars())
+                    model = replace(model, tagged_versions=numbers)
+                items.append(model)
         return paged(rows, limit, "name", items)
 
     @staticmethod
@@ -401,20 +394,23 @@ class Registry:
             q = q.where(sa.exists(sa.select(version_tags.c.key).where(match)))
         return q
 
-    def model(self, name: str) -> dict[str, Any]:
+    def model(self, name: str) -> StoredModel:
+        """A model with all its versions."""
         with self._read() as conn:
             row = self._model_row(conn, name)
-            doc = self._model_summary(conn, row)
+            model = self._stored_model(conn, row)
             tags = self._tags(conn, row["id"])
-            doc["versions"] = [
-                self._version_summary(v, doc["aliases"], tags)
-                for v in conn.execute(
-                    sa.select(versions)
-                    .where(versions.c.model_id == row["id"])
-                    .order_by(versions.c.number)
-                ).mappings()
-            ]
-        return doc
+            return replace(
+                model,
+                versions=[
+                    self._stored_version(name, v, model.aliases, tags)
+                    for v in conn.execute(
+                        sa.select(versions)
+                        .where(versions.c.model_id == row["id"])
+                        .order_by(versions.c.number)
+                    ).mappings()
+                ],
+            )
 
     def list_versions(self, name: str, limit: int = 50, cursor: str | None = None) -> Page:
         limit = page_size(limit)
@@ -431,22 +427,17 @@ class Registry:
                 q = q.where(versions.c.number > _cursor_number(cursor))
             rows = conn.execute(q).mappings().all()
             tags = self._tags(conn, row["id"])
-        items = [self._version_summary(v, alias_map, tags) for v in rows[:limit]]
+        items = [self._stored_version(name, v, alias_map, tags) for v in rows[:limit]]
         return paged(rows, limit, "number", items)
 
-    def version(self, name: str, ref: str) -> dict[str, Any]:
+    def version(self, name: str, ref: str) -> StoredVersion:
+        """The version `ref` names (see parse_ref)."""
         with self._read() as conn:
             model_row = self._model_row(conn, name)
             v = self._resolve(conn, model_row, ref)
-            doc = self._version_summary(
-                v, self._aliases(conn, model_row["id"]), self._tags(conn, model_row["id"])
+            return self._stored_version(
+                name, v, self._aliases(conn, model_row["id"]), self._tags(conn, model_row["id"])
             )
-        doc["model"] = name
-        doc["spec"] = v["spec"]
-        doc["labels"] = v["spec"].get("labels")
-        doc["input"] = v["spec"]["input"]
-        doc["preprocess"] = image_preprocess(v["spec"]["input"])
-        return doc
 
     def spec(self, name: str, ref: str) -> dict[str, Any]:
         """A version's spec (the data plane loads versions with resolve() and load_file())."""
@@ -576,7 +567,7 @@ class Registry:
 
     def set_alias(
         self, name: str, alias: str, number: int, actor: str = ANONYMOUS, force: bool = False
-    ) -> dict[str, Any]:
+    ) -> AliasMove:
         """Point `alias` at version `number`. Moving it to a version whose input shape or number
         of classes differs from the one it points at now is a Conflict naming the difference,
         unless `force` (which the history then records)."""
@@ -624,7 +615,7 @@ class Registry:
                 previous_version=previous,
                 detail={"forced": differences} if differences else None,
             )
-        return {"model": name, "alias": alias, "version": v["number"], "previous_version": previous}
+        return AliasMove(name, alias, v["number"], previous)
 
     def delete_alias(self, name: str, alias: str, actor: str = ANONYMOUS) -> None:
         with self._write() as conn:
@@ -773,7 +764,7 @@ class Registry:
                 exists = conn.execute(sa.select(models.c.id).where(models.c.name == name)).first()
                 if exists is None:
                     raise NotFound(f"no model named {name!r}, now or in the history")
-        return paged(rows, limit, "id", [event_doc(r) for r in rows[:limit]])
+        return paged(rows, limit, "id", [stored_event(r) for r in rows[:limit]])
 
     # -- serving state ------------------------------------------------------------------
 
@@ -871,20 +862,20 @@ class Registry:
         )
         return {a: n for a, n in conn.execute(q)}
 
-    def _model_summary(self, conn: Connection, row: sa.RowMapping) -> dict[str, Any]:
+    def _stored_model(self, conn: Connection, row: sa.RowMapping) -> StoredModel:
         stats = conn.execute(
             sa.select(sa.func.count(), sa.func.max(versions.c.number)).where(
                 versions.c.model_id == row["id"]
             )
         ).one()
-        return {
-            "name": row["name"],
-            "description": row["description"],
-            "created_at": _iso(row["created_at"]),
-            "version_count": stats[0],
-            "latest_version": stats[1],
-            "aliases": self._aliases(conn, row["id"]),
-        }
+        return StoredModel(
+            name=row["name"],
+            description=row["description"],
+            created_at=utc(row["created_at"]),
+            version_count=stats[0],
+            latest_version=stats[1],
+            aliases=self._aliases(conn, row["id"]),
+        )
 
     def _tags(self, conn: Connection, model_id: int) -> dict[int, dict[str, str]]:
         """Every tag of a model's versions: version id → {key: value}."""
@@ -900,19 +891,21 @@ class Registry:
         return out
 
     @staticmethod
-    def _version_summary(
-        v: sa.RowMapping, alias_map: dict[str, int], tags: dict[int, dict[str, str]]
-    ) -> dict[str, Any]:
-        return {
-            "version": v["number"],
-            "description": v["description"],
-            "created_at": _iso(v["created_at"]),
-            "spec_sha256": v["spec_sha256"],
-            "weights_sha256": v["weights_sha256"],
-            "totals": v["totals"],
-            "aliases": sorted(a for a, n in alias_map.items() if n == v["number"]),
-            "tags": tags.get(v["id"], {}),
-        }
+    def _stored_version(
+        model: str, v: sa.RowMapping, alias_map: dict[str, int], tags: dict[int, dict[str, str]]
+    ) -> StoredVersion:
+        return StoredVersion(
+            model=model,
+            number=v["number"],
+            description=v["description"],
+            created_at=utc(v["created_at"]),
+            spec=v["spec"],
+            spec_sha256=v["spec_sha256"],
+            weights_sha256=v["weights_sha256"],
+            totals=v["totals"],
+            aliases=sorted(a for a, n in alias_map.items() if n == v["number"]),
+            tags=tags.get(v["id"], {}),
+        )
 
     def _drop_orphan_blobs(self, conn: Connection, shas: list[str]) -> None:
         for digest in set(shas):
