@@ -1,4 +1,7 @@
-"""/v1/models: register versions, read them, alias and delete them. HTTP in, registry call, out."""
+"""/v1/models: register versions, read them, alias and delete them. HTTP in, registry call, out.
+
+The blueprint keeps the name "registry" (its OpenAPI tag and url_for endpoints, registry.*).
+"""
 
 from __future__ import annotations
 
