@@ -134,14 +134,14 @@ def cmd_db_seed(args: argparse.Namespace) -> int:
     registry = Registry(make_engine(settings.database_url), settings.limits)
     existing = registry.list_models(limit=1).items
     if existing:
-        print(f"the registry already holds models ({existing[0]['name']}, …): nothing seeded")
+        print(f"the registry already holds models ({existing[0].name}, …): nothing seeded")
         return 0
     spec = _read_json(args.spec)
-    doc = registry.register(
+    version = registry.register(
         args.name, spec, Path(args.weights).read_bytes(), spec.get("description", ""), actor=SEED
     )
-    registry.set_alias(args.name, args.alias, doc["version"], actor=SEED)
-    print(f"registered {args.name} version {doc['version']} as {args.alias!r}")
+    registry.set_alias(args.name, args.alias, version.number, actor=SEED)
+    print(f"registered {args.name} version {version.number} as {args.alias!r}")
     return 0
 
 

@@ -26,15 +26,15 @@ def seeded(db_url, monkeypatch, make_app, capsys):
 def test_seed_registers_digits_once(seeded, capsys):
     registry = seeded.extensions["convserve"].registry
     model = registry.model("digits")
-    assert model["aliases"] == {"production": 1} and model["version_count"] == 1
+    assert model.aliases == {"production": 1} and model.version_count == 1
     events = registry.history("digits").items
-    assert [(e["actor"], e["action"]) for e in events] == [
+    assert [(e.actor, e.action) for e in events] == [
         ("convserve-db-seed", "set_alias"),
         ("convserve-db-seed", "register"),
     ]
     assert main(["db", "seed"]) == 0  # not empty any more: nothing happens
     assert "nothing seeded" in capsys.readouterr().out
-    assert registry.model("digits")["version_count"] == 1
+    assert registry.model("digits").version_count == 1
 
 
 def test_the_examples_are_classified_correctly(seeded):

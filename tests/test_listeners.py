@@ -9,7 +9,7 @@ import requests
 
 from service import listeners
 from service.listeners import Listener, Listeners, tokenless_writes
-from tests.api.test_registry_api import assert_problem, register
+from tests.api.test_models_api import assert_problem, register
 from tests.conftest import ROOT, lenet_weights
 from tests.live import live_server
 

@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.logs import JsonFormatter
-from tests.api.test_registry_api import register
+from tests.api.test_models_api import register
 from tests.conftest import ROOT, lenet_weights
 
 SEVEN = (ROOT / "models" / "examples" / "7.png").read_bytes()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask_smorest import Api
 
-from . import batching, explore, health, inference, inspect, registry, security, v2
+from . import batching, explore, health, inference, inspect, models, security, v2
 from .openapi import register_spec_schemas
 
 
@@ -20,5 +20,5 @@ def register_blueprints(api: Api) -> None:
             "< admin)",
         },
     )
-    for module in (health, registry, batching, inference, inspect, explore, v2):
+    for module in (health, models, batching, inference, inspect, explore, v2):
         api.register_blueprint(module.blp)

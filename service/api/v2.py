@@ -417,10 +417,10 @@ def repository_index() -> Response:
     while True:
         page = dp.registry.list_models(limit=500, cursor=cursor)
         for m in page.items:
-            state = "UNAVAILABLE" if states.get(m["name"]) == "unloaded" else "READY"
+            state = "UNAVAILABLE" if states.get(m.name) == "unloaded" else "READY"
             if ready_only and state != "READY":
                 continue
-            entry = {"name": m["name"], "state": state}
+            entry = {"name": m.name, "state": state}
             if state == "UNAVAILABLE":
                 entry["reason"] = "unloaded"
             out.append(entry)

@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from .records import StoredEvent, utc
 from .tables import events
 
 #: Every action an event can record (API.md lists the first six; the rest are metadata edits).
@@ -74,22 +75,17 @@ def record_set_config(
     record_event(conn, model, "set_config", actor, detail={"config": config, "previous": previous})
 
 
-def _iso(t: datetime) -> str:
-    if t.tzinfo is None:  # SQLite gives naive datetimes back; they were stored as UTC
-        t = t.replace(tzinfo=UTC)
-    return t.isoformat().replace("+00:00", "Z")
-
-
-def event_doc(row: Any) -> dict[str, Any]:
-    return {
-        "at": _iso(row["at"]),
-        "actor": row["actor"],
-        "action": row["action"],
-        "version": row["version"],
-        "alias": row["alias"],
-        "previous_version": row["previous_version"],
-        "detail": row["detail"],
-    }
+def stored_event(row: Any) -> StoredEvent:
+    """An event row as the registry hands it out."""
+    return StoredEvent(
+        at=utc(row["at"]),
+        actor=row["actor"],
+        action=row["action"],
+        version=row["version"],
+        alias=row["alias"],
+        previous_version=row["previous_version"],
+        detail=row["detail"],
+    )
 
 
 def read_events(

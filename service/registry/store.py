@@ -12,9 +12,10 @@ import base64
 import hashlib
 import json
 import re
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,19 +23,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from service.architecture import Architecture, Limits, image_preprocess
+from service.architecture import Architecture, Limits
 from service.errors import Conflict, IntegrityFailure, Malformed, NotFound
-from service.weights import (
-    DEFAULT_MAX_BYTES,
-    HashingFile,
-    WeightsFile,
-    check_npz,
-    load_npz,
-)
+from service.weights import DEFAULT_MAX_BYTES, SPOOL_BYTES, WeightsFile, check_npz, load_npz
 
 from .db import WRITE, PreparedRead
 from .diff import diff as layer_diff
-from .history import ACTIONS, ANONYMOUS, event_doc, read_events, record_event, record_set_config
+from .history import ACTIONS, ANONYMOUS, read_events, record_event, record_set_config, stored_event
+from .records import AliasMove, StoredModel, StoredVersion, utc
 from .tables import aliases, blob_chunks, blobs, model_configs, models, version_tags, versions
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -106,12 +102,6 @@ def _findable(name: str) -> bool:
     return bool(NAME_RE.match(name))
 
 
-def _findable_ref(ref: str, number: int | None) -> bool:
-    if number is not None:
-        return number <= MAX_VERSION
-    return ref == "latest" or _findable(ref)
-
-
 def _cursor_number(cursor: str) -> int:
     """A cursor that holds a version number or a row id (INTEGER columns), as handed out."""
     value = decode_cursor(cursor)
@@ -122,12 +112,6 @@ def _cursor_number(cursor: str) -> int:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _iso(t: datetime) -> str:
-    if t.tzinfo is None:  # SQLite gives naive datetimes back; they were stored as UTC
-        t = t.replace(tzinfo=UTC)
-    return t.isoformat().replace("+00:00", "Z")
 
 
 def encode_cursor(value: Any) -> str:
@@ -143,7 +127,7 @@ def decode_cursor(cursor: str) -> Any:
 
 @dataclass(frozen=True)
 class Page:
-    items: list[dict[str, Any]]
+    items: list[Any]
     next_cursor: str | None
 
 
@@ -151,7 +135,7 @@ def page_size(limit: int) -> int:
     return max(1, min(limit, MAX_PAGE))
 
 
-def paged(rows: list[Any], limit: int, key: str, items: list[dict[str, Any]]) -> Page:
+def paged(rows: list[Any], limit: int, key: str, items: list[Any]) -> Page:
     """Keyset pagination: `rows` was fetched with limit + 1, so one more row means another page,
     whose cursor is the key of the last row shown."""
     more = len(rows) > limit
@@ -182,34 +166,67 @@ class Resolved:
         return (self.id, self.spec_sha256, self.weights_sha256)
 
 
-# resolve()'s statements, built once and compiled once per engine (PreparedRead): it runs on
-# every prediction, and building and executing a select through SQLAlchemy costs more than SQLite
-# takes to answer it.
-_COLS = (versions.c.number, versions.c.id, versions.c.spec_sha256, versions.c.weights_sha256)
+@dataclass(frozen=True)
+class Ref:
+    """A `{ref}` as parse_ref read it: which lookup answers it, with what value, and what a
+    model lacks when the lookup finds nothing."""
+
+    #: "number", "alias" or "preferred" (the alias `value` names, else the newest version);
+    #: None when nothing it could name can exist, so the database is not asked
+    lookup: str | None
+    value: int | str
+    #: the end of "model {name} has …" for a miss
+    missing: str
+
+
+def parse_ref(ref: str | None) -> Ref:
+    """The one grammar of `{ref}`: ASCII digits are a version number, `latest` is the newest
+    version, anything else an alias. No ref (None) is alias `default` when it exists, else the
+    newest version."""
+    if ref is None:
+        return Ref("preferred", DEFAULT_ALIAS, "no versions")
+    if ref == "latest":  # "" is never an alias: the newest
+        return Ref("preferred", "", "no versions")
+    number = version_number(ref)
+    if number is not None:
+        return Ref("number" if number <= MAX_VERSION else None, number, f"no version {ref}")
+    missing = f"no alias {ref!r} (nor is it a version number)"
+    return Ref("alias" if _findable(ref) else None, ref, missing)
+
+
 _OF_MODEL = models.join(versions, versions.c.model_id == models.c.id)
 _NAMED = models.c.name == sa.bindparam("name")
-_BY_NUMBER = (
-    sa.select(*_COLS)
-    .select_from(_OF_MODEL)
-    .where(_NAMED, versions.c.number == sa.bindparam("number"))
-)
-_BY_ALIAS = (
-    sa.select(*_COLS)
-    .select_from(_OF_MODEL.join(aliases, aliases.c.version_id == versions.c.id))
-    .where(_NAMED, aliases.c.name == sa.bindparam("alias"))
-)
-_PREFERRED = (  # the version alias :alias names, else the newest
-    sa.select(*_COLS)
-    .select_from(
-        _OF_MODEL.outerjoin(
-            aliases,
-            sa.and_(aliases.c.version_id == versions.c.id, aliases.c.name == sa.bindparam("alias")),
+
+
+def _lookup(kind: str, *columns: Any) -> sa.Select:
+    """The statement of one kind of Ref lookup (params `name` and `value`), selecting `columns`
+    of the version it finds."""
+    q = sa.select(*columns)
+    if kind == "number":
+        return q.select_from(_OF_MODEL).where(_NAMED, versions.c.number == sa.bindparam("value"))
+    if kind == "alias":
+        return q.select_from(_OF_MODEL.join(aliases, aliases.c.version_id == versions.c.id)).where(
+            _NAMED, aliases.c.name == sa.bindparam("value")
         )
+    assert kind == "preferred", kind
+    named_alias = sa.and_(
+        aliases.c.version_id == versions.c.id, aliases.c.name == sa.bindparam("value")
     )
-    .where(_NAMED)
-    .order_by(aliases.c.version_id.is_(None), versions.c.number.desc())
-    .limit(1)
-)
+    return (
+        q.select_from(_OF_MODEL.outerjoin(aliases, named_alias))
+        .where(_NAMED)
+        .order_by(aliases.c.version_id.is_(None), versions.c.number.desc())
+        .limit(1)
+    )
+
+
+_LOOKUPS = ("number", "alias", "preferred")
+#: What resolve() needs of a version (Resolved's fields, in order). Its statements are compiled
+#: once per engine (PreparedRead): resolve runs on every prediction, and building and executing
+#: a select through SQLAlchemy costs more than SQLite takes to answer it.
+_RESOLVED = (versions.c.number, versions.c.id, versions.c.spec_sha256, versions.c.weights_sha256)
+#: The same lookups for the whole version row, inside a transaction that reads or writes it.
+_ROW = {kind: _lookup(kind, versions) for kind in _LOOKUPS}
 
 
 class Registry:
@@ -225,9 +242,9 @@ class Registry:
         self.limits = limits or Limits()
         #: the most a weights file may unpack to (the service passes its upload limit)
         self.max_weight_bytes = max_weight_bytes
-        self._by_number = PreparedRead(engine, _BY_NUMBER)
-        self._by_alias = PreparedRead(engine, _BY_ALIAS)
-        self._preferred = PreparedRead(engine, _PREFERRED)
+        self._resolving = {
+            kind: PreparedRead(engine, _lookup(kind, *_RESOLVED)) for kind in _LOOKUPS
+        }
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -260,8 +277,8 @@ class Registry:
         description: str = "",
         actor: str = ANONYMOUS,
         tags: dict[str, str] | None = None,
-    ) -> dict[str, Any]:
-        """Validate, then store a new version (with its tags); returns its document.
+    ) -> StoredVersion:
+        """Validate, then store a new version (with its tags); returns it as stored.
 
         `weights` is the .npz as bytes, or as a file hashed while it was uploaded: it is checked
         against the spec array by array from that file and stored in chunks, so a file of
@@ -356,16 +373,14 @@ class Registry:
                     sa.exists(self._tagged(wanted).where(versions.c.model_id == models.c.id))
                 )
             rows = conn.execute(q).mappings().all()
-            items = [self._model_summary(conn, r) for r in rows[:limit]]
-            if wanted:
-                for item, r in zip(items, rows, strict=False):
-                    item["tagged_versions"] = list(
-                        conn.execute(
-                            self._tagged(wanted)
-                            .where(versions.c.model_id == r["id"])
-                            .order_by(versions.c.number)
-                        ).scalars()
-                    )
+            items = []
+            for r in rows[:limit]:
+                model = self._stored_model(conn, r)
+                if wanted:
+                    tagged = self._tagged(wanted).where(versions.c.model_id == r["id"])
+                    numbers = list(conn.execute(tagged.order_by(versions.c.number)).scalars())
+                    model = replace(model, tagged_versions=numbers)
+                items.append(model)
         return paged(rows, limit, "name", items)
 
     @staticmethod
@@ -379,20 +394,23 @@ class Registry:
             q = q.where(sa.exists(sa.select(version_tags.c.key).where(match)))
         return q
 
-    def model(self, name: str) -> dict[str, Any]:
+    def model(self, name: str) -> StoredModel:
+        """A model with all its versions."""
         with self._read() as conn:
             row = self._model_row(conn, name)
-            doc = self._model_summary(conn, row)
+            model = self._stored_model(conn, row)
             tags = self._tags(conn, row["id"])
-            doc["versions"] = [
-                self._version_summary(v, doc["aliases"], tags)
-                for v in conn.execute(
-                    sa.select(versions)
-                    .where(versions.c.model_id == row["id"])
-                    .order_by(versions.c.number)
-                ).mappings()
-            ]
-        return doc
+            return replace(
+                model,
+                versions=[
+                    self._stored_version(name, v, model.aliases, tags)
+                    for v in conn.execute(
+                        sa.select(versions)
+                        .where(versions.c.model_id == row["id"])
+                        .order_by(versions.c.number)
+                    ).mappings()
+                ],
+            )
 
     def list_versions(self, name: str, limit: int = 50, cursor: str | None = None) -> Page:
         limit = page_size(limit)
@@ -409,25 +427,20 @@ class Registry:
                 q = q.where(versions.c.number > _cursor_number(cursor))
             rows = conn.execute(q).mappings().all()
             tags = self._tags(conn, row["id"])
-        items = [self._version_summary(v, alias_map, tags) for v in rows[:limit]]
+        items = [self._stored_version(name, v, alias_map, tags) for v in rows[:limit]]
         return paged(rows, limit, "number", items)
 
-    def version(self, name: str, ref: str) -> dict[str, Any]:
+    def version(self, name: str, ref: str) -> StoredVersion:
+        """The version `ref` names (see parse_ref)."""
         with self._read() as conn:
             model_row = self._model_row(conn, name)
             v = self._resolve(conn, model_row, ref)
-            doc = self._version_summary(
-                v, self._aliases(conn, model_row["id"]), self._tags(conn, model_row["id"])
+            return self._stored_version(
+                name, v, self._aliases(conn, model_row["id"]), self._tags(conn, model_row["id"])
             )
-        doc["model"] = name
-        doc["spec"] = v["spec"]
-        doc["labels"] = v["spec"].get("labels")
-        doc["input"] = v["spec"]["input"]
-        doc["preprocess"] = image_preprocess(v["spec"]["input"])
-        return doc
 
     def spec(self, name: str, ref: str) -> dict[str, Any]:
-        """A version's spec (the data plane loads versions with resolve() and load())."""
+        """A version's spec (the data plane loads versions with resolve() and load_file())."""
         with self._read() as conn:
             return self._resolve(conn, self._model_row(conn, name), ref)["spec"]
 
@@ -435,23 +448,15 @@ class Registry:
         """Which version `ref` names right now (None: alias `default`, else the newest).
 
         The answer is good for one request only: aliases move. It runs on every prediction, so
-        the usual case is one query; only a miss takes the slower path that explains itself.
+        it is one prepared query; only a miss asks more, to say what is missing.
         """
-        number = None if ref is None else version_number(ref)
-        if not _findable(name) or (ref is not None and not _findable_ref(ref, number)):
-            row = None  # nothing of that name can exist: explained below
-        elif number is not None:
-            row = self._by_number.first(name=name, number=number)
-        elif ref is not None and ref != "latest":
-            row = self._by_alias.first(name=name, alias=ref)
-        else:  # alias `default` when it exists (None), else the newest; "" is never an alias
-            row = self._preferred.first(name=name, alias=DEFAULT_ALIAS if ref is None else "")
-        if row is None:  # say what is missing
+        parsed = parse_ref(ref)
+        row = self._find(name, parsed)
+        if row is None:
             with self._read() as conn:
-                self._resolve(conn, self._model_row(conn, name), ref)
-            raise AssertionError("unreachable: the slow path found what the query did not")
-        number, version_id, spec_sha, weights_sha = row
-        return Resolved(name, number, version_id, spec_sha, weights_sha)
+                self._model_row(conn, name)  # no such model: say so
+            raise _missing(name, parsed)
+        return Resolved(name, *row)
 
     def version_numbers(self, name: str) -> list[int]:
         """Every version number of a model, oldest first."""
@@ -460,11 +465,6 @@ class Registry:
             q = sa.select(versions.c.number).where(versions.c.model_id == model_id)
             return list(conn.execute(q.order_by(versions.c.number)).scalars())
 
-    def load(self, version: Resolved) -> tuple[dict[str, Any], bytes]:
-        """The spec and the verified weights file of a resolved version, as bytes."""
-        spec, wf = self.load_file(version)
-        return spec, wf.file.read()
-
     def load_file(self, version: Resolved) -> tuple[dict[str, Any], WeightsFile]:
         """The spec and the verified weights of a resolved version, as a temporary file (on disk
         beyond a megabyte): what loading a model needs without holding the file's bytes too."""
@@ -472,19 +472,15 @@ class Registry:
             spec = conn.execute(
                 sa.select(versions.c.spec).where(versions.c.id == version.id)
             ).scalar()
+        what = f"{version.model} version {version.number}"
         if spec is None:
-            raise VersionGone(f"{version.model} version {version.number} was deleted meanwhile")
-        out = HashingFile()
-        for chunk in self._chunks(version.weights_sha256, f"{version.model} version "
-                                  f"{version.number}"):  # fmt: skip
+            raise VersionGone(f"{what} was deleted meanwhile")
+        out = tempfile.SpooledTemporaryFile(SPOOL_BYTES, "w+b")  # noqa: SIM115 - the caller reads it
+        for chunk in self._blob(version.weights_sha256, what):
             out.write(chunk)
-        wf = out.weights_file()
-        if wf.sha256 != version.weights_sha256:
-            raise IntegrityFailure(
-                f"the stored weights of {version.model} version {version.number} do not match "
-                f"their sha256"
-            )
-        return spec, wf
+        size = out.tell()
+        out.seek(0)
+        return spec, WeightsFile(out, version.weights_sha256, size)
 
     def weights(self, name: str, ref: str) -> tuple[int, bytes, str]:
         """(number, bytes, sha256) of a version's weights file, verified against its checksum."""
@@ -505,20 +501,14 @@ class Registry:
         what = f"{name} version {v['number']}"
         if size is None:  # deleted between the two statements (PostgreSQL reads committed data)
             raise VersionGone(f"{what} was deleted meanwhile")
+        return v["number"], v["weights_sha256"], size, self._blob(v["weights_sha256"], what)
 
-        def verified() -> Iterator[bytes]:
-            h = hashlib.sha256()
-            for chunk in self._chunks(v["weights_sha256"], what):
-                h.update(chunk)
-                yield chunk
-            if h.hexdigest() != v["weights_sha256"]:
-                raise IntegrityFailure(f"the stored weights of {what} do not match their sha256")
-
-        return v["number"], v["weights_sha256"], size, verified()
-
-    def _chunks(self, digest: str, what: str) -> Iterator[bytes]:
-        """A blob's chunks in order, each its own short query: a slow reader holds no
-        connection, and memory holds one chunk."""
+    def _blob(self, digest: str, what: str) -> Iterator[bytes]:
+        """The stored file `digest` (the weights of `what`), verified: its chunks in order,
+        hashed as they go, and IntegrityFailure after the last one if they do not match their
+        sha256. Each chunk is its own short query: a slow reader holds no connection, and
+        memory holds one chunk."""
+        h = hashlib.sha256()
         seq = 0
         while True:
             with self._read() as conn:
@@ -530,9 +520,12 @@ class Registry:
             if data is None:
                 if seq == 0:
                     raise VersionGone(f"the weights of {what} were deleted meanwhile")
-                return
+                break
+            h.update(data)
             yield bytes(data)
             seq += 1
+        if h.hexdigest() != digest:
+            raise IntegrityFailure(f"the stored weights of {what} do not match their sha256")
 
     # -- delete and alias --------------------------------------------------------------
 
@@ -574,7 +567,7 @@ class Registry:
 
     def set_alias(
         self, name: str, alias: str, number: int, actor: str = ANONYMOUS, force: bool = False
-    ) -> dict[str, Any]:
+    ) -> AliasMove:
         """Point `alias` at version `number`. Moving it to a version whose input shape or number
         of classes differs from the one it points at now is a Conflict naming the difference,
         unless `force` (which the history then records)."""
@@ -622,7 +615,7 @@ class Registry:
                 previous_version=previous,
                 detail={"forced": differences} if differences else None,
             )
-        return {"model": name, "alias": alias, "version": v["number"], "previous_version": previous}
+        return AliasMove(name, alias, v["number"], previous)
 
     def delete_alias(self, name: str, alias: str, actor: str = ANONYMOUS) -> None:
         with self._write() as conn:
@@ -771,7 +764,7 @@ class Registry:
                 exists = conn.execute(sa.select(models.c.id).where(models.c.name == name)).first()
                 if exists is None:
                     raise NotFound(f"no model named {name!r}, now or in the history")
-        return paged(rows, limit, "id", [event_doc(r) for r in rows[:limit]])
+        return paged(rows, limit, "id", [stored_event(r) for r in rows[:limit]])
 
     # -- serving state ------------------------------------------------------------------
 
@@ -840,39 +833,24 @@ class Registry:
             raise NotFound(f"no model named {name!r}")
         return row
 
+    def _find(self, name: str, ref: Ref, conn: Connection | None = None) -> Any:
+        """The one lookup of a parsed ref, or None. Without `conn`: Resolved's fields, by the
+        prepared statement; with it: the whole version row, inside conn's transaction."""
+        if ref.lookup is None or not _findable(name):
+            return None
+        params = {"name": name, "value": ref.value}
+        if conn is None:
+            return self._resolving[ref.lookup].first(**params)
+        return conn.execute(_ROW[ref.lookup], params).mappings().first()
+
     def _resolve(
         self, conn: Connection, model_row: sa.RowMapping, ref: str | None
     ) -> sa.RowMapping:
-        """A version by number, `latest`, or alias; None: alias `default`, else the newest."""
-        name = model_row["name"]
-        q = sa.select(versions).where(versions.c.model_id == model_row["id"])
-        if ref is None:
-            by_alias = q.join(aliases, aliases.c.version_id == versions.c.id).where(
-                aliases.c.model_id == model_row["id"], aliases.c.name == DEFAULT_ALIAS
-            )
-            row = conn.execute(by_alias).mappings().first()
-            return row if row is not None else self._resolve(conn, model_row, "latest")
-        if ref == "latest":
-            row = conn.execute(q.order_by(versions.c.number.desc()).limit(1)).mappings().first()
-            if row is None:
-                raise NotFound(f"model {name} has no versions")
-            return row
-        number = version_number(ref)
-        if number is not None:
-            row = None
-            if number <= MAX_VERSION:
-                row = conn.execute(q.where(versions.c.number == number)).mappings().first()
-            if row is None:
-                raise NotFound(f"model {name} has no version {ref}")
-            return row
-        row = None
-        if _findable(ref):
-            by_alias = q.join(aliases, aliases.c.version_id == versions.c.id).where(
-                aliases.c.model_id == model_row["id"], aliases.c.name == ref
-            )
-            row = conn.execute(by_alias).mappings().first()
+        """The version row `ref` names (see parse_ref), in conn's transaction; NotFound if none."""
+        parsed = parse_ref(ref)
+        row = self._find(model_row["name"], parsed, conn)
         if row is None:
-            raise NotFound(f"model {name} has no alias {ref!r} (nor is it a version number)")
+            raise _missing(model_row["name"], parsed)
         return row
 
     def _aliases(self, conn: Connection, model_id: int) -> dict[str, int]:
@@ -884,20 +862,20 @@ class Registry:
         )
         return {a: n for a, n in conn.execute(q)}
 
-    def _model_summary(self, conn: Connection, row: sa.RowMapping) -> dict[str, Any]:
+    def _stored_model(self, conn: Connection, row: sa.RowMapping) -> StoredModel:
         stats = conn.execute(
             sa.select(sa.func.count(), sa.func.max(versions.c.number)).where(
                 versions.c.model_id == row["id"]
             )
         ).one()
-        return {
-            "name": row["name"],
-            "description": row["description"],
-            "created_at": _iso(row["created_at"]),
-            "version_count": stats[0],
-            "latest_version": stats[1],
-            "aliases": self._aliases(conn, row["id"]),
-        }
+        return StoredModel(
+            name=row["name"],
+            description=row["description"],
+            created_at=utc(row["created_at"]),
+            version_count=stats[0],
+            latest_version=stats[1],
+            aliases=self._aliases(conn, row["id"]),
+        )
 
     def _tags(self, conn: Connection, model_id: int) -> dict[int, dict[str, str]]:
         """Every tag of a model's versions: version id → {key: value}."""
@@ -913,19 +891,21 @@ class Registry:
         return out
 
     @staticmethod
-    def _version_summary(
-        v: sa.RowMapping, alias_map: dict[str, int], tags: dict[int, dict[str, str]]
-    ) -> dict[str, Any]:
-        return {
-            "version": v["number"],
-            "description": v["description"],
-            "created_at": _iso(v["created_at"]),
-            "spec_sha256": v["spec_sha256"],
-            "weights_sha256": v["weights_sha256"],
-            "totals": v["totals"],
-            "aliases": sorted(a for a, n in alias_map.items() if n == v["number"]),
-            "tags": tags.get(v["id"], {}),
-        }
+    def _stored_version(
+        model: str, v: sa.RowMapping, alias_map: dict[str, int], tags: dict[int, dict[str, str]]
+    ) -> StoredVersion:
+        return StoredVersion(
+            model=model,
+            number=v["number"],
+            description=v["description"],
+            created_at=utc(v["created_at"]),
+            spec=v["spec"],
+            spec_sha256=v["spec_sha256"],
+            weights_sha256=v["weights_sha256"],
+            totals=v["totals"],
+            aliases=sorted(a for a, n in alias_map.items() if n == v["number"]),
+            tags=tags.get(v["id"], {}),
+        )
 
     def _drop_orphan_blobs(self, conn: Connection, shas: list[str]) -> None:
         for digest in set(shas):
@@ -935,6 +915,10 @@ class Registry:
             if still_used is None:
                 conn.execute(sa.delete(blob_chunks).where(blob_chunks.c.sha256 == digest))
                 conn.execute(sa.delete(blobs).where(blobs.c.sha256 == digest))
+
+
+def _missing(name: str, ref: Ref) -> NotFound:
+    return NotFound(f"model {name} has {ref.missing}")
 
 
 def _insert(conn: Connection, table: sa.Table = models):  # noqa: ANN202 - dialect-specific

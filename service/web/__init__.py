@@ -22,6 +22,7 @@ from flask import (
 )
 from markupsafe import Markup
 
+from service.api.documents import model_document, version_document
 from service.architecture import Architecture
 from service.errors import ConvserveError, NotFound
 from service.registry.store import Registry
@@ -150,7 +151,7 @@ def index() -> str:
     models = []
     for summary in page.items:
         try:
-            models.append(registry().model(summary["name"]))
+            models.append(model_document(registry().model(summary.name)))
         except NotFound:  # deleted between the two reads
             continue
     return render_template("index.html", models=models, more=page.next_cursor is not None)
@@ -159,7 +160,7 @@ def index() -> str:
 @blp.route("/models/<name>")
 def model_page(name: str) -> Any:
     try:
-        model = registry().model(name)
+        model = model_document(registry().model(name))
     except NotFound as err:
         return not_found(err)
     history = has_route("/v1/models/<name>/history")
@@ -169,8 +170,7 @@ def model_page(name: str) -> Any:
 
 def _version(name: str, ref: str) -> tuple[dict[str, Any], dict[str, Any]]:
     version = registry().version(name, ref)
-    table = Architecture.from_spec(version["spec"]).table()
-    return version, table
+    return version_document(version), Architecture.from_spec(version.spec).table()
 
 
 @blp.route("/models/<name>/versions/<ref>")
@@ -202,7 +202,7 @@ def classify_page(name: str, ref: str) -> Any:
 
 @blp.route("/editor")
 def editor_page() -> str:
-    registered = [m["name"] for m in registry().list_models(200).items]
+    registered = [m.name for m in registry().list_models(200).items]
     return render_template(
         "editor.html",
         examples=[*EXAMPLES, *registered],

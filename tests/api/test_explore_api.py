@@ -7,7 +7,7 @@ import numpy as np
 from service.architecture import Architecture
 from service.engine import compile_plan
 from service.weights import load_npz
-from tests.api.test_registry_api import assert_problem, register
+from tests.api.test_models_api import assert_problem, register
 from tests.conftest import lenet_weights, load_model_spec
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from service.api import bodies
 from service.errors import InvalidInput, Malformed, TooLarge
-from tests.api.test_registry_api import assert_problem, register
+from tests.api.test_models_api import assert_problem, register
 from tests.api.test_v2_api import batch, error_of, expected, json_request
 
 INFER = "/v2/models/lenet/infer"

@@ -15,7 +15,7 @@ from service.engine import compile_plan
 from service.imaging import ImagePipeline
 from service.kernels import softmax
 from service.weights import load_npz
-from tests.api.test_registry_api import assert_problem, register
+from tests.api.test_models_api import assert_problem, register
 from tests.conftest import ROOT, lenet_weights, load_model_spec, spec_of, upload
 
 SEVEN = (ROOT / "models" / "examples" / "7.png").read_bytes()

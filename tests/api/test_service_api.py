@@ -8,7 +8,7 @@ from openapi_spec_validator import validate
 from service import listeners
 from service.architecture import Architecture
 from service.listeners import Listener, Listeners
-from tests.api.test_registry_api import assert_problem, register
+from tests.api.test_models_api import assert_problem, register
 from tests.conftest import lenet_weights, load_model_spec, upload
 
 TOKEN = "s3cret-token"

@@ -10,7 +10,7 @@ import pytest
 
 from service import cli
 from service.tokens import ROLES, Entry, TokenFileError, Tokens, hash_token, parse, write_file
-from tests.api.test_registry_api import assert_problem, register
+from tests.api.test_models_api import assert_problem, register
 from tests.conftest import lenet_weights, load_model_spec, upload
 
 ADMIN_TOKEN = "env-admin-token"

@@ -13,7 +13,7 @@ import pytest
 from service.architecture import Architecture
 from service.engine import compile_plan
 from service.weights import load_npz
-from tests.api.test_registry_api import register
+from tests.api.test_models_api import register
 from tests.conftest import lenet_weights, load_model_spec
 
 HEADER = "Inference-Header-Content-Length"

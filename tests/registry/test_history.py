@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import sqlalchemy as sa
 
+from service.api.documents import event_document
 from service.architecture import Architecture
 from service.errors import Conflict, NotFound, SpecError
 from service.registry import store as store_module
@@ -32,10 +33,7 @@ def store(db_url):
 def story(store, name="lenet"):
     """(actor, action, version, alias, previous_version) of every event, oldest first."""
     items = store.history(name, limit=500).items
-    return [
-        (e["actor"], e["action"], e["version"], e["alias"], e["previous_version"])
-        for e in reversed(items)
-    ]
+    return [(e.actor, e.action, e.version, e.alias, e.previous_version) for e in reversed(items)]
 
 
 def test_a_scripted_sequence_is_recorded_exactly(store):
@@ -65,11 +63,12 @@ def test_a_scripted_sequence_is_recorded_exactly(store):
         ("root", "delete_model", None, None, None),
     ]
     newest_first = store.history("lenet").items
-    assert newest_first[0]["detail"] == {"versions": [1], "aliases": {}}
-    assert newest_first[1]["detail"] == {"config": {"max_batch": 8}, "previous": None}
-    assert newest_first[5]["detail"] == {"key": "stage", "value": "qa", "previous_value": None}
-    times = [e["at"] for e in newest_first]
-    assert times == sorted(times, reverse=True) and all(t.endswith("Z") for t in times)
+    assert newest_first[0].detail == {"versions": [1], "aliases": {}}
+    assert newest_first[1].detail == {"config": {"max_batch": 8}, "previous": None}
+    assert newest_first[5].detail == {"key": "stage", "value": "qa", "previous_value": None}
+    times = [e.at for e in newest_first]
+    assert times == sorted(times, reverse=True)
+    assert all(event_document(e)["at"].endswith("Z") for e in newest_first)
 
 
 def test_the_history_outlives_the_model_and_a_new_life_continues_it(store):
@@ -94,10 +93,10 @@ def test_history_pages_newest_first(store):
     for i in range(5):
         store.register("lenet", spec, lenet_weights(i), actor=f"w{i}")
     first = store.history("lenet", limit=2)
-    assert [e["version"] for e in first.items] == [5, 4] and first.next_cursor
+    assert [e.version for e in first.items] == [5, 4] and first.next_cursor
     second = store.history("lenet", limit=2, cursor=first.next_cursor)
     third = store.history("lenet", limit=2, cursor=second.next_cursor)
-    assert [e["version"] for e in second.items + third.items] == [3, 2, 1]
+    assert [e.version for e in second.items + third.items] == [3, 2, 1]
     assert third.next_cursor is None
 
 
@@ -112,7 +111,7 @@ def test_concurrent_writers_leave_an_exact_ordered_history(store, db_url):
 
     def work(i: int) -> int:
         reg = Registry(engines[i])
-        number = reg.register("race", spec, payloads[i], actor=f"writer{i}")["version"]
+        number = reg.register("race", spec, payloads[i], actor=f"writer{i}").number
         reg.set_alias("race", "production", number, actor=f"writer{i}")
         return number
 
@@ -134,7 +133,7 @@ def test_concurrent_writers_leave_an_exact_ordered_history(store, db_url):
     assert moves[0][1] is None
     for (before, _), (_, prev) in zip(moves, moves[1:], strict=False):
         assert prev == before  # every move saw the one before it
-    assert store.model("race")["aliases"]["production"] == moves[-1][0]
+    assert store.model("race").aliases["production"] == moves[-1][0]
 
 
 def five_classes(spec):
@@ -178,7 +177,7 @@ def test_a_write_outside_the_store_commits_with_its_event_or_not_at_all(store):
         conn.execute(sa.update(models).where(models.c.id == model["id"]).values(description="x"))
         record_set_config(conn, "lenet", "lead", {"max_batch": 8})
         raise RuntimeError("the config failed validation after all")
-    assert count_events(store) == before and store.model("lenet")["description"] == ""
+    assert count_events(store) == before and store.model("lenet").description == ""
     with pytest.raises(NotFound), store.model_write("ghost"):
         pass
 
@@ -204,7 +203,7 @@ def test_an_event_commits_or_rolls_back_with_its_write(store, monkeypatch):
     assert count_events(store) == before
     with store.engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(versions)).scalar_one() == 2
-    assert store.model("lenet")["aliases"] == {}
+    assert store.model("lenet").aliases == {}
 
 
 def test_the_migration_dates_what_existed_before_the_history(db_url):

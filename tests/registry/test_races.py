@@ -84,12 +84,12 @@ def test_deleting_a_version_while_an_alias_moves_onto_it(engines, alias_first):
     # Exactly one wins, and the loser's answer is a 409 or a 404, never an IntegrityError.
     if isinstance(delete, Exception):
         assert isinstance(delete, Conflict), repr(delete)
-        assert alias["alias"] == "prod" and alias["version"] == 1
-        assert setup.version("m", "prod")["version"] == 1
+        assert alias.alias == "prod" and alias.version == 1
+        assert setup.version("m", "prod").number == 1
     else:
         assert isinstance(alias, NotFound), repr(alias)
         assert setup.version_numbers("m") == [2]
-        assert setup.model("m")["aliases"] == {}
+        assert setup.model("m").aliases == {}
 
 
 #: The statement Registry.load_file starts with: the resolved version's spec, by id.
@@ -111,17 +111,17 @@ def test_latest_never_404s_while_versions_come_and_go(engines):
     def _churn(conn, cursor, statement, params, context, executemany):  # noqa: ANN001
         if LOADING.match(statement) and armed:  # loading the version it just resolved
             armed.clear()
-            newest = writer.version("m", "latest")["version"]
+            newest = writer.version("m", "latest").number
             writer.register("m", spec, lenet_weights(next(seed)))
             writer.delete_version("m", str(newest))
 
     for _ in range(3):
-        before = writer.register("m", spec, lenet_weights(next(seed)))["version"]  # not cached
+        before = writer.register("m", spec, lenet_weights(next(seed))).number  # not cached
         armed.append(True)
         model = plane.model("m", "latest")
         assert model.number > before  # the one registered while loading, not a 404
         assert model.number not in writer.version_numbers("m")[:-1]
-    number = writer.register("m", spec, lenet_weights(next(seed)))["version"]
+    number = writer.register("m", spec, lenet_weights(next(seed))).number
     armed.append(True)
     with pytest.raises(NotFound, match=f"no version {number}"):  # a number deleted meanwhile
         plane.model("m", str(number))

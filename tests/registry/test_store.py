@@ -38,7 +38,7 @@ def test_parallel_registrations_get_distinct_consecutive_numbers(store, db_url):
     engines = [make_engine(db_url) for _ in range(PARALLEL)]
     try:
         with ThreadPoolExecutor(PARALLEL) as pool:
-            docs = list(
+            stored = list(
                 pool.map(
                     lambda i: Registry(engines[i]).register("race", spec, payloads[i]),
                     range(PARALLEL),
@@ -47,12 +47,12 @@ def test_parallel_registrations_get_distinct_consecutive_numbers(store, db_url):
     finally:
         for e in engines:
             e.dispose()
-    numbers = sorted(d["version"] for d in docs)
+    numbers = sorted(v.number for v in stored)
     assert numbers == list(range(1, PARALLEL + 1))
     assert rows(store, models) == 1
     assert rows(store, versions) == rows(store, blobs) == PARALLEL
-    for sent, doc in zip(payloads, docs, strict=True):  # each version holds its own weights
-        assert store.weights("race", str(doc["version"]))[1] == sent
+    for sent, version in zip(payloads, stored, strict=True):  # each version holds its own weights
+        assert store.weights("race", str(version.number))[1] == sent
 
 
 def test_a_failure_mid_registration_leaves_nothing(store):
@@ -68,7 +68,7 @@ def test_a_failure_mid_registration_leaves_nothing(store):
         store.register("crashy", load_model_spec("lenet"), lenet_weights())
     event.remove(store.engine, "before_execute", fail_on_version_insert)
     assert rows(store, models) == rows(store, versions) == rows(store, blobs) == 0
-    assert store.register("crashy", load_model_spec("lenet"), lenet_weights())["version"] == 1
+    assert store.register("crashy", load_model_spec("lenet"), lenet_weights()).number == 1
 
 
 def test_a_failed_registration_of_an_existing_model_keeps_its_numbering(store):
@@ -83,5 +83,5 @@ def test_a_failed_registration_of_an_existing_model_keeps_its_numbering(store):
     with pytest.raises(RuntimeError):
         store.register("m", spec, lenet_weights(1))
     event.remove(store.engine, "before_execute", fail)
-    assert store.register("m", spec, lenet_weights(2))["version"] == 2
+    assert store.register("m", spec, lenet_weights(2)).number == 2
     assert rows(store, blobs) == 2

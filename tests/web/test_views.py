@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from tests.api.test_registry_api import register
+from tests.api.test_models_api import register
 
 
 def test_pages_render_the_registry(client):

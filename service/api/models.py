@@ -1,4 +1,7 @@
-"""/v1/models: register versions, read them, alias and delete them. HTTP in, registry call, out."""
+"""/v1/models: register versions, read them, alias and delete them. HTTP in, registry call, out.
+
+The blueprint keeps the name "registry" (its OpenAPI tag and url_for endpoints, registry.*).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +19,13 @@ from service.onnx_import import complete_spec, import_onnx, unpack_upload
 from service.registry.store import Registry
 from service.weights import HashingFile, WeightsFile, dump_npz
 
+from .documents import (
+    alias_document,
+    event_document,
+    model_document,
+    version_document,
+    version_summary,
+)
 from .parsing import ApiBlueprint
 from .problems import status_of
 from .schemas import (
@@ -82,14 +92,15 @@ def list_models(args: dict[str, Any]) -> dict[str, Any]:
     that carries every such tag, and lists those versions as `tagged_versions`.
     """
     page = registry().list_models(args["limit"], args.get("cursor"), args.get("tag"))
-    return {"models": page.items, "next_cursor": page.next_cursor}
+    models = [model_document(m) for m in page.items]
+    return {"models": models, "next_cursor": page.next_cursor}
 
 
 @blp.route("/<name>", methods=["GET"])
 @blp.response(200, ModelSchema)
 def get_model(name: str) -> dict[str, Any]:
     """A model: its description, versions and aliases."""
-    return registry().model(name)
+    return model_document(registry().model(name))
 
 
 @blp.route("/<name>", methods=["DELETE"])
@@ -107,7 +118,8 @@ def delete_model(name: str) -> None:
 def list_versions(args: dict[str, Any], name: str) -> dict[str, Any]:
     """A model's versions, oldest first (paginated)."""
     page = registry().list_versions(name, args["limit"], args.get("cursor"))
-    return {"model": name, "versions": page.items, "next_cursor": page.next_cursor}
+    versions = [version_summary(v) for v in page.items]
+    return {"model": name, "versions": versions, "next_cursor": page.next_cursor}
 
 
 @blp.route("/<name>/versions", methods=["POST"])
@@ -132,10 +144,11 @@ def register_version(form: dict[str, Any], name: str) -> Any:
         spec_json, weights = spec, dump_npz(arrays)
     else:
         spec_json, weights = form["spec"], uploaded(form["weights"])
-    doc = registry().register(
+    stored = registry().register(
         name, spec_json, weights, form["description"], actor=actor(), tags=form.get("tags")
     )
-    return doc, 201, {"Location": f"/v1/models/{name}/versions/{doc['version']}"}
+    location = f"/v1/models/{name}/versions/{stored.number}"
+    return version_document(stored), 201, {"Location": location}
 
 
 def uploaded(upload: FileStorage) -> WeightsFile:
@@ -167,7 +180,7 @@ def onnx_upload(form: dict[str, Any]) -> tuple[bytes, dict[str, bytes]]:
 @blp.response(200, VersionSchema)
 def get_version(name: str, ref: str) -> dict[str, Any]:
     """One version (`ref` is a number, an alias or `latest`): spec, labels, hashes, totals."""
-    return registry().version(name, ref)
+    return version_document(registry().version(name, ref))
 
 
 @blp.route("/<name>/versions/<ref>", methods=["DELETE"])
@@ -220,7 +233,8 @@ def put_alias(args: dict[str, Any], body: dict[str, Any], name: str, alias: str)
     points at now would break its clients: 409 naming the difference, unless `?force=true`.
     The answer and the history carry `previous_version`, so a rollback is one more PUT.
     """
-    return registry().set_alias(name, alias, body["version"], actor=actor(), force=args["force"])
+    move = registry().set_alias(name, alias, body["version"], actor=actor(), force=args["force"])
+    return alias_document(move)
 
 
 @blp.route("/<name>/aliases/<alias>", methods=["DELETE"])
@@ -246,7 +260,8 @@ def get_history(args: dict[str, Any], name: str) -> dict[str, Any]:
     page = registry().history(
         name, args["limit"], args.get("cursor"), args.get("action"), args.get("alias")
     )
-    return {"model": name, "events": page.items, "next_cursor": page.next_cursor}
+    events = [event_document(e) for e in page.items]
+    return {"model": name, "events": events, "next_cursor": page.next_cursor}
 
 
 @blp.route("/<name>/diff", methods=["GET"])
@@ -270,7 +285,7 @@ def get_diff(args: dict[str, Any], name: str) -> dict[str, Any]:
 def patch_model(body: dict[str, Any], name: str) -> dict[str, Any]:
     """Edit the model's description."""
     registry().set_description(name, body["description"], actor=actor())
-    return registry().model(name)
+    return model_document(registry().model(name))
 
 
 @blp.route("/<name>/versions/<ref>", methods=["PATCH"])
@@ -281,7 +296,7 @@ def patch_model(body: dict[str, Any], name: str) -> dict[str, Any]:
 def patch_version(body: dict[str, Any], name: str, ref: str) -> dict[str, Any]:
     """Edit a version's description (its spec and weights never change)."""
     registry().set_description(name, body["description"], ref, actor=actor())
-    return registry().version(name, ref)
+    return version_document(registry().version(name, ref))
 
 
 @blp.route("/<name>/versions/<ref>/tags/<key>", methods=["PUT"])
