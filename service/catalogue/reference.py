@@ -12,6 +12,7 @@ current, and that every field the OpenAPI schemas accept has its row).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from marshmallow import fields, missing, validate
@@ -122,35 +123,16 @@ def _section(kind: LayerType) -> list[str]:
     return out
 
 
-#: The example spec of the reference: models/lenet.json, without its description (a test holds
-#: them equal).
-EXAMPLE: dict[str, Any] = {
-    "input": {
-        "name": "image",
-        "shape": [1, 32, 32],
-        "preprocess": {
-            "color": "L",
-            "resize": [32, 32],
-            "scale": 0.00392156862745098,
-            "mean": [0.5],
-            "std": [0.5],
-        },
-    },
-    "labels": ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"],
-    "layers": [
-        {"name": "conv1", "type": "conv2d", "in_channels": 1, "out_channels": 3, "kernel_size": 5},
-        {"name": "relu1", "type": "relu"},
-        {"name": "pool1", "type": "maxpool2d", "kernel_size": 2},
-        {"name": "conv2", "type": "conv2d", "in_channels": 3, "out_channels": 6, "kernel_size": 5},
-        {"name": "relu2", "type": "relu"},
-        {"name": "pool2", "type": "maxpool2d", "kernel_size": 2},
-        {"name": "flatten", "type": "flatten"},
-        {"name": "fc1", "type": "linear", "in_features": 150, "out_features": 100},
-        {"name": "relu3", "type": "relu"},
-        {"name": "fc2", "type": "linear", "in_features": 100, "out_features": 10},
-        {"name": "prob", "type": "softmax"},
-    ],
-}
+#: The example spec of the reference: the zoo's LeNet-5 (this is a tool run in a checkout).
+EXAMPLE_PATH = Path(__file__).resolve().parents[2] / "models" / "lenet.json"
+
+
+def example() -> dict[str, Any]:
+    """models/lenet.json without its description."""
+    spec = json.loads(EXAMPLE_PATH.read_text())
+    spec.pop("description", None)
+    return spec
+
 
 #: The spec's own fields: (field, type, default, meaning).
 SPEC_FIELDS = [
@@ -327,10 +309,11 @@ The receptive field is the input window, per spatial axis, that one output value
 
 
 def _example_json() -> str:
-    """EXAMPLE as JSON, one layer a line."""
+    """The example as JSON, one layer a line."""
     d = json.dumps
-    inp = EXAMPLE["input"]
-    layers = ",\n".join(f"    {d(layer)}" for layer in EXAMPLE["layers"])
+    spec = example()
+    inp = spec["input"]
+    layers = ",\n".join(f"    {d(layer)}" for layer in spec["layers"])
     return "\n".join(
         [
             "{",
@@ -339,7 +322,7 @@ def _example_json() -> str:
             f'    "shape": {d(inp["shape"])},',
             f'    "preprocess": {d(inp["preprocess"])}',
             "  },",
-            f'  "labels": {d(EXAMPLE["labels"])},',
+            f'  "labels": {d(spec["labels"])},',
             '  "layers": [',
             layers,
             "  ]",
