@@ -1,4 +1,4 @@
-"""gunicorn settings, from the environment as API.md's table says."""
+"""gunicorn settings, from the environment as the README's Configuration table says."""
 
 import gc
 import os

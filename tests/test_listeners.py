@@ -70,7 +70,10 @@ def test_an_app_with_a_public_socket_refuses_tokenless_writes(make_app):
     client = make_app().test_client()
     listeners.record(Listeners((Listener("127.0.0.1:8000", True), Listener("[::]:8000", False))))
     body = assert_problem(register(client), 403, "[::]:8000, which is not loopback")
-    assert "CONVSERVE_ADMIN_TOKEN is not set" in body["detail"]
+    assert body["detail"] == (
+        "changing the registry needs a token here: the server listens on [::]:8000, which is "
+        "not loopback, and neither CONVSERVE_ADMIN_TOKEN nor CONVSERVE_TOKEN_FILE is set"
+    )
 
 
 def test_host_alone_decides_nothing(make_app):

@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 
 from service.architecture import Architecture
-from service.architecture.reference import markdown
+from service.architecture.reference import example, markdown
 from service.catalogue import CATALOGUE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,6 +30,14 @@ def test_every_type_is_documented_with_a_valid_example():
         spec = kind.example_spec()
         assert spec["layers"][-1]["type"] == name
         Architecture.from_spec(spec)  # raises if an example is wrong
+
+
+def test_the_example_spec_is_valid_and_shown_whole():
+    spec = example()
+    Architecture.from_spec(spec)
+    text = markdown()
+    for layer in spec["layers"]:
+        assert json.dumps(layer) in text
 
 
 @pytest.fixture(scope="module")
@@ -76,3 +84,18 @@ def test_the_openapi_schema_refuses_what_validation_refuses(openapi):
     ):  # fmt: skip
         with pytest.raises(jsonschema.ValidationError):
             check.validate({**base, "layers": [layer]})
+
+
+def test_every_field_of_a_spec_is_documented(openapi):
+    """The top-level, input and preprocess fields the server accepts (its OpenAPI schemas) each
+    have a row in docs/spec.md, and the interpolations listed are the ones it accepts."""
+    text = markdown()
+    first_cells = {line.split("|")[1] for line in text.splitlines() if line.startswith("| `")}
+    schemas = openapi["components"]["schemas"]
+    for component, prefix in (("Spec", ""), ("Input", "input."), ("Preprocess", "")):
+        for field in schemas[component]["properties"]:
+            if component == "Spec" and field == "input":
+                continue
+            assert any(f"`{prefix}{field}`" in cell for cell in first_cells), (component, field)
+    for interpolation in schemas["Preprocess"]["properties"]["interpolation"]["enum"]:
+        assert f"`{interpolation}`" in text

@@ -80,7 +80,7 @@ def test_non_finite_and_non_float_values(lenet):
     w["fc1.bias"] = np.full(100, 1e300)  # finite in float64, infinite in float32
     w["conv1.bias"] = np.array([1, 2, 3])  # integers are not weights
     found = {p.layer: p.message for p in problems(lenet, w)}
-    assert "'fc2.bias' holds 1 value that are not finite" in found["fc2"]
+    assert "'fc2.bias' holds 1 value that is not finite" in found["fc2"]
     assert "'fc1.bias' holds 100 values that are not finite in float32" in found["fc1"]
     assert "'conv1.bias' holds int64 values" in found["conv1"]
 

@@ -104,12 +104,29 @@ V2_SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "V2RepositoryIndex": {
         "type": "array",
-        "items": {"type": "object", "properties": {"name": {"type": "string"}}},
+        "items": {
+            "type": "object",
+            "required": ["name", "state"],
+            "properties": {
+                "name": {"type": "string"},
+                "version": {
+                    "type": "string",
+                    "description": "the version an unversioned request runs (alias `default`, "
+                    "else the newest); absent when the model has no version",
+                },
+                "state": {"type": "string", "enum": ["READY", "UNAVAILABLE"]},
+                "reason": {
+                    "type": "string",
+                    "description": "why it is unavailable: `unloaded` or `no versions`",
+                },
+            },
+        },
     },
+    "V2Empty": {"type": "object", "maxProperties": 0, "description": "`{}`"},
 }
 
 #: The 200 answer of each /v2 operation, by (path suffix after /v2, method).
-_V2_OK: dict[tuple[str, str], str | None] = {
+_V2_OK: dict[tuple[str, str], str] = {
     ("", "get"): "V2ServerMetadata",
     ("/health/live", "get"): "V2Live",
     ("/health/ready", "get"): "V2Ready",
@@ -125,8 +142,8 @@ _V2_OK: dict[tuple[str, str], str | None] = {
     ("/models/{name}/stats", "get"): "V2Statistics",
     ("/models/{name}/versions/{version}/stats", "get"): "V2Statistics",
     ("/repository/index", "post"): "V2RepositoryIndex",
-    ("/repository/models/{name}/load", "post"): None,  # 200 with an empty body
-    ("/repository/models/{name}/unload", "post"): None,
+    ("/repository/models/{name}/load", "post"): "V2Empty",
+    ("/repository/models/{name}/unload", "post"): "V2Empty",
 }
 
 
@@ -166,10 +183,7 @@ def finish(doc: dict[str, Any]) -> dict[str, Any]:
             for status, response in list(responses.items()):
                 if status != "200" and "$ref" in response:
                     responses[status] = {"$ref": "#/components/responses/V2_ERROR"}
-            key = (path.removeprefix("/v2"), method)
-            if key in _V2_OK and _V2_OK[key] is None:
-                responses["200"] = {"description": "OK, with an empty body"}
-            ok = _V2_OK.get(key)
+            ok = _V2_OK.get((path.removeprefix("/v2"), method))
             if ok is not None:
                 content: dict[str, Any] = {"application/json": {"schema": _ref(ok)}}
                 if ok == "V2InferResponse":

@@ -33,11 +33,12 @@ PUBLIC = "public"
 #: The WSGI environ key the access log reads the actor from (service.logs).
 ACTOR_ENVIRON = "convserve.actor"
 PROTECTED = ("/v1/", "/v2/")
+#: What each role allows, as the subject of a sentence ("changing the registry needs ...").
 WHAT = {
-    "read": "reading",
-    "predict": "inference",
-    "write": "registry writes",
-    "admin": "deleting versions and models",
+    "read": "reading the registry",
+    "predict": "running a model",
+    "write": "changing the registry",
+    "admin": "deleting a model or version, or loading or unloading a model,",
 }
 
 
@@ -110,8 +111,8 @@ def authorize() -> None:
             if allowed:
                 return
             raise Forbidden(
-                f"{WHAT[role]} is disabled: {why}, and CONVSERVE_ADMIN_TOKEN is not set and "
-                f"neither is CONVSERVE_TOKEN_FILE"
+                f"{WHAT[role]} needs a token here: {why}, and neither CONVSERVE_ADMIN_TOKEN nor "
+                f"CONVSERVE_TOKEN_FILE is set"
             )
         raise Unauthorized(
             f"{WHAT[role]} needs a token with role {role} or above: 'Authorization: Bearer <token>'"

@@ -17,6 +17,8 @@ from flask import Response, current_app, request
 
 from service import __version__, metrics
 from service.errors import InvalidInput, Malformed
+from service.registry.records import StoredModel
+from service.registry.store import DEFAULT_ALIAS
 from service.serving import DataPlane, LoadedModel, best_first
 
 from . import bodies
@@ -407,8 +409,10 @@ def model_statistics(name: str | None = None, version: str | None = None) -> dic
 @blp.route("/repository/index", methods=["POST"])
 @requires("read")
 def repository_index() -> Response:
-    """Every registered model, its default version and its state: READY (loaded, or loaded on
-    demand) or UNAVAILABLE (unloaded). Body `{"ready": true}` lists only the ready ones."""
+    """Every registered model as Triton's index lists it: name, version (the one an unversioned
+    request runs: alias `default`, else the newest), state READY (loaded, or loaded on demand) or
+    UNAVAILABLE (unloaded, or no version left), and the reason when unavailable. Body
+    `{"ready": true}` lists only the ready ones."""
     dp = data_plane()
     body = request.get_json(silent=True) if request.content_length else None
     ready_only = bool(body.get("ready")) if isinstance(body, dict) else False
@@ -417,17 +421,31 @@ def repository_index() -> Response:
     while True:
         page = dp.registry.list_models(limit=500, cursor=cursor)
         for m in page.items:
-            state = "UNAVAILABLE" if states.get(m.name) == "unloaded" else "READY"
-            if ready_only and state != "READY":
-                continue
-            entry = {"name": m.name, "state": state}
-            if state == "UNAVAILABLE":
-                entry["reason"] = "unloaded"
-            out.append(entry)
+            out.extend(_index_entry(m, states.get(m.name), ready_only))
         cursor = page.next_cursor
         if not cursor:
             break
     return Response(json.dumps(out), mimetype="application/json")
+
+
+def _index_entry(model: StoredModel, state: str | None, ready_only: bool) -> list[dict]:
+    """The model's entry in the repository index (none when only ready ones are asked for)."""
+    number = model.aliases.get(DEFAULT_ALIAS, model.latest_version)
+    entry: dict[str, Any] = {"name": model.name}
+    if number is not None:
+        entry["version"] = str(number)
+    reason = "unloaded" if state == "unloaded" else None if number is not None else "no versions"
+    entry["state"] = "READY" if reason is None else "UNAVAILABLE"
+    if reason is not None:
+        if ready_only:
+            return []
+        entry["reason"] = reason
+    return [entry]
+
+
+def _empty() -> Response:
+    """What load and unload answer: 200 and an empty JSON object (tritonclient reads no body)."""
+    return Response("{}", status=200, mimetype="application/json")
 
 
 @blp.route("/repository/models/<name>/load", methods=["POST"])
@@ -435,7 +453,7 @@ def repository_index() -> Response:
 def repository_load(name: str) -> Response:
     """Compile the model (its default version) and keep it in every worker's cache."""
     data_plane().load(name)
-    return Response(status=200)
+    return _empty()
 
 
 @blp.route("/repository/models/<name>/unload", methods=["POST"])
@@ -445,7 +463,7 @@ def repository_unload(name: str) -> Response:
     dp = data_plane()
     dp.registry.resolve(name, None)  # 404 for a model that does not exist
     dp.unload(name)
-    return Response(status=200)
+    return _empty()
 
 
 #: Triton endpoints convserve does not offer: 501, not 404, so a client can tell "not here" from

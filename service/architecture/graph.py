@@ -90,7 +90,7 @@ class Architecture:
         }
 
     def table(self) -> dict[str, Any]:
-        """The layer table of API.md: input shape, one row per layer, totals."""
+        """The layer table (`POST /v1/inspect`): input shape, one row per layer, totals."""
         return {
             "input_shape": list(self.input_shape),
             "output": self.output,

@@ -78,7 +78,8 @@ def _check_array(
     bad = _not_finite(f32)
     if bad:
         return None, (
-            f"'{key}' holds {plural(bad, 'value')} that are not finite in float32 "
+            f"'{key}' holds {plural(bad, 'value')} that {'is' if bad == 1 else 'are'} not finite "
+            f"in float32 "
             f"(NaN, infinite, or too large)"
         )
     return f32, None

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 from .records import StoredEvent, utc
 from .tables import events
 
-#: Every action an event can record (API.md lists the first six; the rest are metadata edits).
+#: Every action an event can record (docs/registry.md says what each records).
 ACTIONS = (
     "register",
     "delete_version",

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 from openapi_spec_validator import validate
+
+from tests.conftest import ROOT
 
 
 def test_errors_are_declared_as_problem_json_and_v2_as_its_error_body(client):
@@ -66,3 +70,40 @@ def test_limit_takes_one_value(client):
     )
     assert limit["schema"]["type"] == "integer"
     assert client.get("/v1/models?limit=1&limit=2").status_code == 400
+
+
+def _documented(text: str) -> set[tuple[str, str]]:
+    """(method, path) pairs docs/api.md names, `[/optional]` parts both with and without."""
+    found = set()
+    for method, path in re.findall(r"\b(GET|POST|PUT|PATCH|DELETE) (/[^`?\s]*)", text):
+        for expanded in {re.sub(r"\[([^]]*)\]", r"\1", path), re.sub(r"\[[^]]*\]", "", path)}:
+            found.add((method, expanded))
+    return found
+
+
+def test_docs_api_md_documents_every_operation_with_its_role(client):
+    """docs/api.md names every operation of /openapi.json (the 501s of what is not offered are
+    listed by path), and its summary table gives each the role the server checks."""
+    doc = client.get("/openapi.json").get_json()
+    text = (ROOT / "docs" / "api.md").read_text()
+    documented = _documented(text)
+    glance = text.split("## Endpoints at a glance")[1].split("\n## ")[0]
+    rows = {}
+    for line in glance.splitlines():
+        cells = line.split(" | ")
+        if line.startswith("| `") and len(cells) >= 2:
+            for pair in _documented(cells[0]):
+                rows[pair] = cells[1]
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            if method == "parameters":
+                continue
+            if "summary" not in op:  # a Triton endpoint answered 501
+                assert path.split("{")[0].rstrip("/") in text, path
+                continue
+            pair = (method.upper(), path)
+            assert pair in documented, pair
+            role = op.get("x-convserve-role") or ("read" if method == "get" else "write")
+            if path in ("/healthz", "/readyz", "/metrics") or path.startswith("/v2/health"):
+                role = "open"
+            assert rows.get(pair) == role, (pair, rows.get(pair), role)

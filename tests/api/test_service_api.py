@@ -59,7 +59,8 @@ def test_every_write_is_guarded_and_reads_are_not(guarded):
 def test_without_a_token_writes_are_refused_off_loopback(make_app):
     client = make_app().test_client()
     listeners.record(Listeners((Listener("0.0.0.0:8000", False),)))
-    assert_problem(register(client), 403, "CONVSERVE_ADMIN_TOKEN is not set")
+    refused = "neither CONVSERVE_ADMIN_TOKEN nor CONVSERVE_TOKEN_FILE is set"
+    assert_problem(register(client), 403, refused)
     assert client.get("/v1/models").status_code == 200
 
 

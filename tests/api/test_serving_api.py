@@ -176,14 +176,24 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(lenet):
 def test_repository_index_load_and_unload(lenet):
     assert register(lenet, name="other").status_code == 201
     index = lenet.post("/v2/repository/index")
-    assert index.status_code == 200
-    assert {(m["name"], m["state"]) for m in index.get_json()} == {
-        ("lenet", "READY"),
-        ("other", "READY"),
+    assert index.status_code == 200 and index.mimetype == "application/json"
+    # Triton's index entries: name, version, state (and reason when unavailable).
+    assert index.get_json() == [
+        {"name": "lenet", "version": "1", "state": "READY"},
+        {"name": "other", "version": "1", "state": "READY"},
+    ]
+    unloaded = lenet.post("/v2/repository/models/other/unload")
+    assert (unloaded.status_code, unloaded.mimetype, unloaded.get_json()) == (
+        200,
+        "application/json",
+        {},
+    )
+    assert lenet.post("/v2/repository/index").get_json()[1] == {
+        "name": "other",
+        "version": "1",
+        "state": "UNAVAILABLE",
+        "reason": "unloaded",
     }
-    assert lenet.post("/v2/repository/models/other/unload").status_code == 200
-    states = {m["name"]: m["state"] for m in lenet.post("/v2/repository/index").get_json()}
-    assert states == {"lenet": "READY", "other": "UNAVAILABLE"}
     ready = lenet.post("/v2/repository/index", json={"ready": True}).get_json()
     assert [m["name"] for m in ready] == ["lenet"]
     body, headers = binary_request(batch(1))
@@ -191,12 +201,27 @@ def test_repository_index_load_and_unload(lenet):
     refused = lenet.post("/v1/models/other/predict", json={"instances": batch(1).tolist()})
     assert refused.status_code == 503 and refused.headers["Retry-After"]
     assert lenet.get("/v2/models/other/ready").status_code == 503
-    assert lenet.post("/v2/repository/models/other/load").status_code == 200
+    loaded = lenet.post("/v2/repository/models/other/load")
+    assert (loaded.status_code, loaded.mimetype, loaded.get_json()) == (200, "application/json", {})
     assert lenet.post("/v2/models/other/infer", data=body, headers=headers).status_code == 200
     cache = lenet.application.extensions["convserve"].serving.cache
     assert any(m.name == "other" for m in cache._entries.values())
     error_of(lenet.post("/v2/repository/models/ghost/load"), 404, "ghost")
     error_of(lenet.post("/v2/repository/models/ghost/unload"), 404, "ghost")
+
+
+def test_repository_index_names_the_version_an_unversioned_request_runs(lenet):
+    assert register(lenet).status_code == 201  # version 2: the newest
+    assert lenet.post("/v2/repository/index").get_json()[0]["version"] == "2"
+    assert lenet.put("/v1/models/lenet/aliases/default", json={"version": 1}).status_code == 200
+    assert lenet.post("/v2/repository/index").get_json()[0]["version"] == "1"
+    # A model whose versions were all deleted has nothing to serve.
+    assert lenet.delete("/v1/models/lenet/aliases/default").status_code == 204
+    for v in (1, 2):
+        assert lenet.delete(f"/v1/models/lenet/versions/{v}").status_code == 204
+    index = lenet.post("/v2/repository/index")
+    assert index.get_json() == [{"name": "lenet", "state": "UNAVAILABLE", "reason": "no versions"}]
+    assert lenet.post("/v2/repository/index", json={"ready": True}).get_json() == []
 
 
 def test_unload_reaches_another_worker_on_its_sync(make_app):

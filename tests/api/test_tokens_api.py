@@ -100,6 +100,28 @@ def test_each_role_does_exactly_what_it_may(make_app, token_file, reads_need_tok
     ] + [("admin", "register")] * 12
 
 
+def test_refusals_say_in_a_sentence_what_needs_which_role(make_app, token_file):
+    ops = Operations(make(make_app, token_file, reads_need_token=True))
+    details = {
+        needed: getattr(ops, needed)(
+            bearer(TOKENS["read"] if needed != "read" else None)
+        ).get_json()["detail"]
+        for needed in ROLES
+    }
+    assert details == {
+        "read": "reading the registry needs a token with role read or above: "
+        "'Authorization: Bearer <token>'",
+        "predict": "token 'read-bot' has role read; running a model needs role predict or above",
+        "write": "token 'read-bot' has role read; changing the registry needs role write or above",
+        "admin": "token 'read-bot' has role read; deleting a model or version, or loading or "
+        "unloading a model, needs role admin or above",
+    }
+    assert ops.write({}).get_json()["detail"] == (
+        "changing the registry needs a token with role write or above: "
+        "'Authorization: Bearer <token>'"
+    )
+
+
 def test_health_and_docs_stay_open_when_reads_need_a_token(make_app, token_file):
     client = make(make_app, token_file, reads_need_token=True)
     for path in ("/healthz", "/readyz", "/metrics", "/openapi.json", "/v2/health/live"):
