@@ -6,8 +6,8 @@
 Each builder mirrors a published architecture layer for layer. Layers that hold weights are
 named after the module paths of the reference implementation (torchvision's state_dict keys,
 Keras' layer names for MobileNet v1, Caffe's layer names for the grouped AlexNet), so that the
-reference weights load under their own names. tests/test_zoo.py checks every spec's parameter
-and multiply-add totals against the published figures.
+reference weights load under their own names. tests/catalogue/test_zoo.py checks every spec's
+parameter and multiply-add totals against the published figures.
 
 The output is deterministic: top-level keys in a fixed order, one layer per line, each layer's
 fields in the order the builder gives them (name, type, inputs, then the layer's own fields).

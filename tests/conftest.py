@@ -1,50 +1,21 @@
-"""Shared fixtures: the zoo's specs and small helpers for building specs in tests."""
+"""Shared fixtures: the test database (SQLite, and PostgreSQL when TEST_DATABASE_URL is set), apps
+and clients on it. Helpers test modules import are in tests/helpers/."""
 
 from __future__ import annotations
 
 import copy
-import io
-import json
-import os
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from service.architecture import Architecture, Limits
-from service.errors import Problem, SpecError
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_model_spec(name: str) -> dict[str, Any]:
-    return json.loads((ROOT / "models" / f"{name}.json").read_text())
+from tests.helpers import PG_URL, load_model_spec, pg_schema_url
 
 
 @pytest.fixture
 def lenet_spec() -> dict[str, Any]:
     return copy.deepcopy(load_model_spec("lenet"))
-
-
-def spec_of(input_shape: list[int], *layers: dict[str, Any], **top: Any) -> dict[str, Any]:
-    """A spec with an input named 'image' and the given layers."""
-    return {"input": {"name": "image", "shape": input_shape}, "layers": list(layers), **top}
-
-
-def problems_of(spec: Any, limits: Limits | None = None) -> list[Problem]:
-    """The problems validation reports; fails the test if the spec is accepted."""
-    with pytest.raises(SpecError) as info:
-        Architecture.from_spec(spec, limits)
-    assert info.value.problems, "a SpecError must say what is wrong"
-    return info.value.problems
-
-
-def only_problem(spec: Any, limits: Limits | None = None) -> Problem:
-    found = problems_of(spec, limits)
-    assert len(found) == 1, [p.message for p in found]
-    return found[0]
 
 
 @pytest.fixture(autouse=True)
@@ -59,13 +30,6 @@ def listening_on_loopback():
 
 
 # ----------------------------------------------------------------------------- databases
-
-PG_URL = os.environ.get("TEST_DATABASE_URL")
-
-
-def _pg_schema_url(base: str, schema: str) -> str:
-    sep = "&" if "?" in base else "?"
-    return f"{base}{sep}options=-csearch_path%3D{schema}"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -82,7 +46,7 @@ def db_url(request, tmp_path):
     with admin.begin() as conn:
         conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
     try:
-        yield _pg_schema_url(PG_URL, schema)
+        yield pg_schema_url(PG_URL, schema)
     finally:
         with admin.begin() as conn:
             conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
@@ -124,19 +88,3 @@ def client(app):
 @pytest.fixture
 def registry(app):
     return app.extensions["convserve"].registry
-
-
-def lenet_weights(seed: int = 0) -> bytes:
-    from service.weights import dump_npz
-
-    return dump_npz(Architecture.from_spec(load_model_spec("lenet")).random_weights(seed))
-
-
-def upload(spec: Any, weights: bytes, **extra: Any) -> dict[str, Any]:
-    """A multipart body for POST .../versions."""
-    text = spec if isinstance(spec, str) else json.dumps(spec)
-    return {
-        "spec": (io.BytesIO(text.encode()), "spec.json"),
-        "weights": (io.BytesIO(weights), "weights.npz"),
-        **extra,
-    }

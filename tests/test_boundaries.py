@@ -10,7 +10,7 @@ from pathlib import Path
 
 from service.catalogue.base import LayerType
 from service.catalogue.index import CATALOGUE
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 
 def test_core_imports_no_web_or_database_framework():
@@ -315,3 +315,31 @@ def test_the_rooms_check_resolves_relative_imports(tmp_path):
         },
         "service/newroom.py": {"(room 'newroom' is not in ROOMS)"},
     }
+
+
+#: Test folders that are not a room of service/: shared helpers, data, and the tests that start
+#: real gunicorn servers (they test the processes, not one room).
+TEST_FOLDERS_OF_THEIR_OWN = {"helpers", "fixtures", "golden", "server"}
+
+
+def test_the_tests_mirror_the_package():
+    folders = {p.name for p in (ROOT / "tests").iterdir() if p.is_dir() and p.name[0] not in "_."}
+    assert folders - TEST_FOLDERS_OF_THEIR_OWN <= set(ROOMS), folders - set(ROOMS)
+
+
+def test_test_modules_import_helpers_not_each_other():
+    """What test modules share lives in tests/helpers/ (fixtures in conftest.py, which pytest
+    loads): importing another test module runs its tests' module code and ties the two."""
+    found = {}
+    for module, names in _imports(ROOT / "tests").items():
+        if module.startswith("tests/fixtures/"):
+            continue
+        bad = {
+            n
+            for n in names
+            if n.split(".")[0] == "tests"
+            and not (n == "tests.helpers" or n.startswith("tests.helpers."))
+        }
+        if bad:
+            found[module] = bad
+    assert found == {}

@@ -14,7 +14,7 @@ from service import __version__
 from service.architecture import Architecture
 from service.cli import main
 from service.weights import dump_npz
-from tests.conftest import ROOT, load_model_spec
+from tests.helpers import ROOT, load_model_spec
 
 GOLDEN = ROOT / "tests" / "golden" / "lenet_table.txt"
 

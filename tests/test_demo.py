@@ -8,7 +8,7 @@ import json
 import pytest
 
 from service.cli import main
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 EXAMPLES = sorted((ROOT / "models" / "examples").glob("*.png"))
 

@@ -11,7 +11,7 @@ from PIL import Image
 from service.architecture import Architecture, image_preprocess
 from service.errors import InvalidInput, SpecError, TooLarge
 from service.imaging import ImagePipeline
-from tests.conftest import spec_of
+from tests.helpers import spec_of
 
 
 def encode(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:

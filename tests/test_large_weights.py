@@ -23,7 +23,7 @@ from service.errors import SpecError
 from service.registry.migrate import alembic_config
 from service.registry.tables import blob_chunks, blobs
 from service.weights import WeightsFile, check_npz, dump_npz
-from tests.conftest import lenet_weights, load_model_spec, upload
+from tests.helpers import lenet_weights, load_model_spec, upload
 
 
 def post(client, name, weights, spec=None):

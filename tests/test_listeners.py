@@ -9,9 +9,9 @@ import requests
 
 from service import listeners
 from service.listeners import Listener, Listeners, tokenless_writes
-from tests.api.test_models_api import assert_problem, register
-from tests.conftest import ROOT, lenet_weights
-from tests.live import live_server
+from tests.helpers import ROOT, lenet_weights
+from tests.helpers.http import assert_problem, register
+from tests.helpers.live import live_server
 
 
 def bound_socket(family: int, address: object) -> socket.socket:

@@ -11,8 +11,8 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.logs import JsonFormatter
-from tests.api.test_models_api import register
-from tests.conftest import ROOT, lenet_weights
+from tests.helpers import ROOT, lenet_weights
+from tests.helpers.http import register
 
 SEVEN = (ROOT / "models" / "examples" / "7.png").read_bytes()
 PREDICT = "/v1/models/<name>/predict"

@@ -143,7 +143,7 @@ def test_the_export_without_its_data_file_says_how_to_send_it(client):
 
 
 def test_labels_and_preprocess_parts_belong_to_onnx_uploads(client, lenet_spec):
-    from tests.conftest import lenet_weights
+    from tests.helpers import lenet_weights
 
     resp = client.post(
         "/v1/models/m/versions",

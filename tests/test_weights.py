@@ -11,7 +11,7 @@ import pytest
 from service.architecture import Architecture
 from service.errors import SpecError
 from service.weights import dump_npz, load_npz
-from tests.conftest import spec_of
+from tests.helpers import spec_of
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@
 What a spec is (its fields, image preprocessing, the graph, weights, validation; the example is
 models/lenet.json), then every layer type's fields (with their defaults), weights (names, shapes,
 what the axes mean) and one example, validated and run through the layer table, so the reference
-cannot drift from what the service accepts (tests/test_spec_reference.py checks the file is
+cannot drift from what the service accepts (tests/architecture/test_reference.py checks the file is
 current, and that every field the OpenAPI schemas accept has its row).
 """
 

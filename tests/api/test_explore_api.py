@@ -7,8 +7,8 @@ import numpy as np
 from service.architecture import Architecture
 from service.engine import compile_plan
 from service.weights import load_npz
-from tests.api.test_models_api import assert_problem, register
-from tests.conftest import lenet_weights, load_model_spec
+from tests.helpers import lenet_weights, load_model_spec
+from tests.helpers.http import assert_problem, register
 
 
 def test_layer_weights_as_json(client):

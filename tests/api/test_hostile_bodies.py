@@ -13,8 +13,7 @@ import pytest
 
 from service.api import bodies
 from service.errors import InvalidInput, Malformed, TooLarge
-from tests.api.test_models_api import assert_problem, register
-from tests.api.test_v2_api import batch, error_of, expected, json_request
+from tests.helpers.http import assert_problem, batch, error_of, expected, json_request, register
 
 INFER = "/v2/models/lenet/infer"
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.api.test_models_api import assert_problem, register
-from tests.conftest import lenet_weights, load_model_spec
+from tests.helpers import lenet_weights, load_model_spec
+from tests.helpers.http import assert_problem, register
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ from service.engine import compile_plan
 from service.imaging import ImagePipeline
 from service.kernels import softmax
 from service.weights import load_npz
-from tests.api.test_models_api import assert_problem, register
-from tests.conftest import ROOT, lenet_weights, load_model_spec, spec_of, upload
+from tests.helpers import ROOT, lenet_weights, load_model_spec, spec_of, upload
+from tests.helpers.http import assert_problem, register
 
 SEVEN = (ROOT / "models" / "examples" / "7.png").read_bytes()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 
 import numpy as np
 import pytest
@@ -13,32 +12,8 @@ from service.architecture import Architecture
 from service.errors import IntegrityFailure
 from service.registry.store import canonical_json
 from service.registry.tables import blob_chunks, blobs, models, versions
-from tests.conftest import lenet_weights, load_model_spec, upload
-
-PROBLEM = "application/problem+json"
-
-
-def register(client, name="lenet", spec=None, weights=None, **extra):
-    spec = load_model_spec("lenet") if spec is None else spec
-    weights = lenet_weights() if weights is None else weights
-    return client.post(f"/v1/models/{name}/versions", data=upload(spec, weights, **extra))
-
-
-def assert_problem(resp, status, *fragments):
-    assert resp.status_code == status, resp.data
-    assert resp.mimetype == PROBLEM
-    body = resp.get_json()
-    assert body["status"] == status and body["title"] and body["type"]
-    text = json.dumps(body, ensure_ascii=False)
-    assert "Traceback" not in text
-    for f in fragments:
-        assert f in text, (f, body)
-    return body
-
-
-def count(registry, table):
-    with registry.engine.connect() as conn:
-        return conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+from tests.helpers import lenet_weights, load_model_spec, upload
+from tests.helpers.http import assert_problem, count, register
 
 
 def test_register_returns_the_version_document(client):

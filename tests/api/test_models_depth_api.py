@@ -9,8 +9,8 @@ import pytest
 
 from service.architecture import Architecture
 from service.weights import dump_npz, load_npz
-from tests.api.test_models_api import assert_problem, register
-from tests.conftest import ROOT, lenet_weights, load_model_spec
+from tests.helpers import ROOT, lenet_weights, load_model_spec
+from tests.helpers.http import assert_problem, register
 
 
 def variant(change) -> dict:

@@ -6,7 +6,7 @@ import re
 
 from openapi_spec_validator import validate
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 
 def test_errors_are_declared_as_problem_json_and_v2_as_its_error_body(client):

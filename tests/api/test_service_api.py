@@ -8,8 +8,8 @@ from openapi_spec_validator import validate
 from service import listeners
 from service.architecture import Architecture
 from service.listeners import Listener, Listeners
-from tests.api.test_models_api import assert_problem, register
-from tests.conftest import lenet_weights, load_model_spec, upload
+from tests.helpers import lenet_weights, load_model_spec, upload
+from tests.helpers.http import assert_problem, register
 
 TOKEN = "s3cret-token"
 

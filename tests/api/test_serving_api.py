@@ -9,9 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from tests.api.test_models_api import register
-from tests.api.test_v2_api import batch, binary_request, error_of, expected
-from tests.conftest import lenet_weights, load_model_spec, upload
+from tests.helpers import lenet_weights, load_model_spec, upload
+from tests.helpers.http import batch, binary_request, error_of, expected, register
 
 CONFIG = {
     "max_batch_size": 16,

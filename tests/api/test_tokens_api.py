@@ -10,8 +10,8 @@ import pytest
 
 from service import cli
 from service.tokens import ROLES, Entry, TokenFileError, Tokens, hash_token, parse, write_file
-from tests.api.test_models_api import assert_problem, register
-from tests.conftest import lenet_weights, load_model_spec, upload
+from tests.helpers import lenet_weights, load_model_spec, upload
+from tests.helpers.http import assert_problem, register
 
 ADMIN_TOKEN = "env-admin-token"
 TOKENS = {role: f"cvs_{role}-token-0123456789" for role in ROLES}

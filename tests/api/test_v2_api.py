@@ -10,55 +10,22 @@ import zlib
 import numpy as np
 import pytest
 
-from service.architecture import Architecture
-from service.engine import compile_plan
-from service.weights import load_npz
-from tests.api.test_models_api import register
-from tests.conftest import lenet_weights, load_model_spec
-
-HEADER = "Inference-Header-Content-Length"
+from tests.helpers import lenet_weights
+from tests.helpers.http import (
+    HEADER,
+    batch,
+    binary_request,
+    error_of,
+    expected,
+    json_request,
+    register,
+)
 
 
 @pytest.fixture
 def lenet(client):
     assert register(client).status_code == 201
     return client
-
-
-def batch(n: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal((n, 1, 32, 32)).astype(np.float32)
-
-
-def expected(x: np.ndarray, seed: int = 0) -> np.ndarray:
-    arch = Architecture.from_spec(load_model_spec("lenet"))
-    return compile_plan(arch, arch.check_weights(load_npz(lenet_weights(seed)))).run(x)
-
-
-def json_request(x: np.ndarray, **extra) -> bytes:
-    inp = {"name": "image", "datatype": "FP32", "shape": list(x.shape), "data": x.ravel().tolist()}
-    return json.dumps({"inputs": [inp], **extra}).encode()
-
-
-def binary_request(x: np.ndarray, **extra) -> tuple[bytes, dict[str, str]]:
-    raw = x.astype("<f4").tobytes()
-    inp = {
-        "name": "image",
-        "datatype": "FP32",
-        "shape": list(x.shape),
-        "parameters": {"binary_data_size": len(raw)},
-    }
-    header = json.dumps({"inputs": [inp], **extra}).encode()
-    return header + raw, {HEADER: str(len(header))}
-
-
-def error_of(resp, status: int, *fragments: str) -> str:
-    assert resp.status_code == status, resp.data
-    assert resp.mimetype == "application/json"
-    body = resp.get_json()
-    assert set(body) == {"error"}, body
-    for f in fragments:
-        assert f in body["error"], (f, body)
-    return body["error"]
 
 
 def test_health_and_server_metadata(lenet):

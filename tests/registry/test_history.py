@@ -17,7 +17,7 @@ from service.registry.migrate import upgrade
 from service.registry.store import Registry
 from service.registry.tables import events, models, versions
 from service.weights import dump_npz
-from tests.conftest import lenet_weights, load_model_spec
+from tests.helpers import lenet_weights, load_model_spec
 
 WRITERS = 12
 

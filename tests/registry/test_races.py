@@ -15,7 +15,7 @@ from service.registry.db import make_engine
 from service.registry.migrate import upgrade
 from service.registry.store import Registry
 from service.serving import DataPlane
-from tests.conftest import lenet_weights, load_model_spec
+from tests.helpers import lenet_weights, load_model_spec
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.live import live_server
+from tests.helpers.live import live_server
 
 CHROMIUM = os.environ.get("CONVSERVE_CHROMIUM", "/usr/bin/chromium")
 #: Set to a folder to (re)write the README's screenshots there while the tests run.

@@ -15,7 +15,7 @@ import requests
 
 from service.architecture import Architecture
 from service.weights import dump_npz
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 EXAMPLE = ROOT / "models" / "examples" / "7.png"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from tests.api.test_models_api import register
+from tests.helpers.http import register
 
 
 def test_pages_render_the_registry(client):

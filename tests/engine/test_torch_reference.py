@@ -13,8 +13,8 @@ i.e. the worst absolute difference, scaled by the largest reference magnitude (s
 tiny next to the rest of the tensor, like sigmoid(-100), are not held to a per-element relative
 bound). Every case must agree to `TOLERANCE`.
 
-    pytest tests/test_engine_torch.py -s -k error_table    # prints the per-layer-type table
-    python tests/test_engine_torch.py                      # the same table
+    pytest tests/engine/test_torch_reference.py -s -k error_table  # the per-layer-type table
+    python tests/engine/test_torch_reference.py                    # the same table
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import pytest
 from service.architecture import Architecture
 from service.engine import compile_plan
 
-FIXTURE = Path(__file__).parent / "fixtures" / "torch_reference.npz"
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "torch_reference.npz"
 TOLERANCE = 1e-5
 
 

@@ -1,4 +1,4 @@
-"""Property tests: the engine (through Architecture + compile_plan) against tests/oracle.py.
+"""Property tests: the engine (through Architecture + compile_plan) against tests/helpers/oracle.py.
 
 Hypothesis draws small random conv, pool and LRN layers of every rank (so each example runs in
 milliseconds), runs them through the public path, and compares values (relative error <= 1e-5 of
@@ -23,7 +23,7 @@ from service.engine import compile_plan
 from service.errors import SpecError
 
 try:
-    from tests import oracle
+    from tests.helpers import oracle
 except ImportError:  # tests/ is no package: pytest puts tests/ itself on sys.path
     import oracle
 

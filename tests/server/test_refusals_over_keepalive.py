@@ -7,7 +7,7 @@ import os
 
 import requests
 
-from tests.live import live_server
+from tests.helpers.live import live_server
 
 
 def test_refused_uploads_answer_401_on_a_kept_alive_connection(tmp_path):

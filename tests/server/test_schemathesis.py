@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import subprocess
 
-from tests.conftest import ROOT
-from tests.live import live_server
+from tests.helpers import ROOT
+from tests.helpers.live import live_server
 
 TOKEN = "schemathesis-token"
 SEED = 1

@@ -12,7 +12,7 @@ import pytest
 
 from service.runtime import allocator
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class FakeLibc:

@@ -207,7 +207,7 @@ def test_gunicorn_gives_each_worker_its_own_slot(monkeypatch, tmp_path):
     monkeypatch.delenv("CONVSERVE_ENGINE_THREADS", raising=False)
     monkeypatch.setenv("WEB_CONCURRENCY", "3")
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # the file sets it otherwise
-    conf = runpy.run_path(str(Path(__file__).parents[1] / "deploy" / "gunicorn.conf.py"))
+    conf = runpy.run_path(str(Path(__file__).parents[2] / "deploy" / "gunicorn.conf.py"))
     server = SimpleNamespace(WORKERS={})
     for pid in (101, 102, 103):
         worker = SimpleNamespace()

@@ -15,8 +15,8 @@ import requests
 from service.architecture import Architecture
 from service.engine import compile_plan
 from service.weights import load_npz
-from tests.conftest import ROOT, lenet_weights, load_model_spec
-from tests.live import live_server
+from tests.helpers import ROOT, lenet_weights, load_model_spec
+from tests.helpers.live import live_server
 
 httpclient = pytest.importorskip("tritonclient.http", reason="tritonclient[http] is a dev extra")
 from tritonclient.utils import InferenceServerException  # noqa: E402

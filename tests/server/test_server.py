@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.conftest import ROOT, lenet_weights, load_model_spec
-from tests.live import live_server
+from tests.helpers import ROOT, lenet_weights, load_model_spec
+from tests.helpers.live import live_server
 
 PARALLEL = 20
 

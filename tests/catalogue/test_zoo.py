@@ -21,7 +21,7 @@ import pytest
 from service.architecture import Architecture
 from service.engine import compile_plan
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "models"
 
 

@@ -9,8 +9,7 @@ from service.architecture import Architecture
 from service.engine import compile_plan
 from service.errors import InvalidInput
 from service.kernels import avg_pool_divisor, conv_kernel, pool_kernel
-from tests import oracle
-from tests.conftest import spec_of
+from tests.helpers import oracle, spec_of
 
 RNG = np.random.default_rng(0)
 

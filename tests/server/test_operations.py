@@ -19,8 +19,8 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import ROOT, lenet_weights
-from tests.live import live_server
+from tests.helpers import ROOT, lenet_weights
+from tests.helpers.live import live_server
 
 SEVEN = (ROOT / "models" / "examples" / "7.png").read_bytes()
 PREDICTIONS = 60

@@ -14,7 +14,7 @@ from service.architecture import Architecture
 from service.architecture.reference import example, markdown
 from service.catalogue import CATALOGUE
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_docs_spec_md_is_current():

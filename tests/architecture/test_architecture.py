@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from service.architecture import Architecture
-from tests.conftest import spec_of
+from tests.helpers import spec_of
 
 
 def test_lenet_shapes_params_and_macs(lenet_spec):

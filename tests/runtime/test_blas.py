@@ -76,7 +76,7 @@ def test_the_server_config_gives_each_worker_its_share(tmp_path):
     import subprocess
     import sys
 
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
 
     probe = (
         "import json, runpy; runpy.run_path('deploy/gunicorn.conf.py'); import numpy; "

@@ -20,8 +20,8 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from tests.conftest import PG_URL, ROOT, _pg_schema_url, lenet_weights
-from tests.live import gunicorn_server
+from tests.helpers import PG_URL, ROOT, lenet_weights, pg_schema_url
+from tests.helpers.live import gunicorn_server
 
 pytestmark = pytest.mark.skipif(
     not (PG_URL or "").startswith("postgresql"),
@@ -40,7 +40,7 @@ def shared_db():
     admin = sa.create_engine(PG_URL)
     with admin.begin() as conn:
         conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    url = _pg_schema_url(PG_URL, schema)
+    url = pg_schema_url(PG_URL, schema)
     try:
         subprocess.run(
             [sys.executable, "-m", "service.cli", "db", "upgrade"],

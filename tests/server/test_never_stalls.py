@@ -16,7 +16,7 @@ from PIL import Image
 
 from service.architecture import Architecture
 from service.weights import dump_npz
-from tests.live import live_server
+from tests.helpers.live import live_server
 
 #: A conv net heavy enough that each prediction keeps the engine busy for a while.
 HEAVY = {

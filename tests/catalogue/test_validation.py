@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from service.architecture import Architecture, Limits
-from tests.conftest import only_problem, problems_of, spec_of
+from tests.helpers import only_problem, problems_of, spec_of
 
 
 def conv(name, cin, cout, k=3, **kw):
