@@ -15,7 +15,7 @@ from .config import Settings
 from .imaging import set_pillow_pixel_limit
 from .registry.db import make_engine
 from .registry.store import Registry
-from .serving import DataPlane
+from .serving.dataplane import DataPlane
 from .tokens import Tokens
 
 

@@ -8,7 +8,7 @@ import marshmallow as ma
 from flask import current_app
 from marshmallow import fields
 
-from service.serving import DataPlane
+from service.serving.dataplane import DataPlane
 
 from .parsing import ApiBlueprint
 from .security import actor, requires

@@ -15,7 +15,7 @@ from flask import current_app
 from marshmallow import fields, validate
 
 from service.errors import NotFound
-from service.serving import DataPlane, LoadedModel
+from service.serving.dataplane import DataPlane, LoadedModel
 
 from .parsing import ApiBlueprint
 from .security import requires

@@ -10,7 +10,7 @@ import numpy as np
 from flask import Response, current_app, request
 
 from service.errors import Malformed, UnsupportedMedia
-from service.serving import DataPlane, LoadedModel
+from service.serving.dataplane import DataPlane, LoadedModel
 
 from . import bodies, multipart
 from .parsing import ApiBlueprint

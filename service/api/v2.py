@@ -19,7 +19,7 @@ from service import __version__, metrics
 from service.errors import InvalidInput, Malformed
 from service.registry.records import StoredModel
 from service.registry.store import DEFAULT_ALIAS
-from service.serving import DataPlane, LoadedModel, best_first
+from service.serving.dataplane import DataPlane, LoadedModel, best_first
 
 from . import bodies
 from .health import check_ready

@@ -14,7 +14,7 @@ from service.errors import Conflict, NotFound
 from service.registry.db import make_engine
 from service.registry.migrate import upgrade
 from service.registry.store import Registry
-from service.serving import DataPlane
+from service.serving.dataplane import DataPlane
 from tests.helpers import lenet_weights, load_model_spec
 
 

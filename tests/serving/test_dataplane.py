@@ -13,7 +13,7 @@ from service.architecture import Architecture
 from service.engine import compile_plan
 from service.errors import InvalidInput, NotFound, TooLarge
 from service.registry.store import Resolved
-from service.serving import DataPlane, LoadedModel, ModelCache
+from service.serving.dataplane import DataPlane, LoadedModel, ModelCache
 from service.weights import dump_npz, load_npz
 from tests.helpers import lenet_weights, load_model_spec, spec_of
 
