@@ -343,3 +343,14 @@ def test_test_modules_import_helpers_not_each_other():
         if bad:
             found[module] = bad
     assert found == {}
+
+
+def test_docs_architecture_names_every_room():
+    """docs/architecture.md is the map of these rooms: a new one must be placed there too."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    missing = [
+        room
+        for room in ROOMS
+        if room != "service" and not any(f in text for f in (f"{room}/", f"{room}.py", f"`{room}`"))
+    ]
+    assert missing == []
