@@ -174,11 +174,11 @@ ROOMS: dict[str, set[str]] = {
     "onnx_import": {"catalogue", "errors"},
     "render": {"catalogue"},
     "registry": {"architecture", "weights", "errors"},
+    # kernels: the scheduler marks its worker busy in the cores workers share (kernels.parallel)
     "serving": {
         "registry",
         "engine",
         "architecture",
-        "catalogue",
         "kernels",
         "imaging",
         "weights",

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..catalogue.base import Shape, WeightSpec, prod
+from ..kernels import softmax
 from .builder import Limits, Node, build
 from .preprocessing import image_preprocess
 from .random_init import random_weights
@@ -75,6 +76,16 @@ class Architecture:
     def yields_probabilities(self) -> bool:
         """The output layer already gives probabilities (it is a softmax)."""
         return self.by_name[self.output].kind.yields_probabilities
+
+    def probabilities(self, scores: np.ndarray) -> np.ndarray:
+        """Class probabilities per row of `scores` (N × K outputs): the outputs themselves when
+        the output layer is a softmax, else their softmax."""
+        return scores if self.yields_probabilities else softmax(scores, axis=1)
+
+    @property
+    def input_bytes(self) -> int:
+        """Bytes of one input (float32)."""
+        return prod(self.input_shape) * FLOAT_BYTES
 
     def weight_specs(self) -> dict[str, WeightSpec]:
         """Every array the weights file holds, by its name `<layer>.<suffix>`."""

@@ -21,8 +21,7 @@ from typing import Any
 import numpy as np
 
 from .. import metrics
-from ..architecture import FLOAT_BYTES, Architecture
-from ..catalogue.base import prod
+from ..architecture import Architecture
 from ..engine import Plan
 from ..errors import InvalidInput, NotFound, TooLarge, Unavailable
 from ..imaging import (
@@ -31,7 +30,6 @@ from ..imaging import (
     ImagePipeline,
     UndecodableImage,
 )
-from ..kernels import softmax
 from ..registry.store import Registry, Resolved, VersionGone
 from ..weights import load_npz
 from .batching import ModelConfig
@@ -293,7 +291,7 @@ class DataPlane:
             else None
         )
         # Every layer's output is an upper bound on what one input keeps alive during a run.
-        per_input = arch.totals()["activation_bytes"] + prod(arch.input_shape) * FLOAT_BYTES
+        per_input = arch.totals()["activation_bytes"] + arch.input_bytes
         chunk = max(1, self.batch_bytes // per_input)
         log.info("compiled %s v%d (%d weight bytes)", version.model, version.number, plan.nbytes)
         return LoadedModel(version, arch, plan, pipeline, plan.nbytes, chunk)
@@ -492,7 +490,7 @@ class DataPlane:
         """One `{"top": [{index, label, probability}, …]}` per input, best first."""
         k = self.check_classifier(model)
         scores = scores.reshape(len(scores), k)
-        probs = scores if model.arch.yields_probabilities else softmax(scores, axis=1)
+        probs = model.arch.probabilities(scores)
         order = best_first(probs, top_k)
         labels = model.labels
         self.count_predictions(model, order[:, 0])
