@@ -91,7 +91,7 @@ def test_repeated_calls_reuse_memory_instead_of_faulting_in_new_pages():
 def test_importing_convserve_changes_no_environment_variable():
     probe = (
         "import json, os; before = dict(os.environ); "
-        "import service, service.app, service.serving, service.engine.plan, service.cli; "
+        "import service, service.app, service.serving.dataplane, service.engine.plan, service.cli; "
         "print(json.dumps(sorted(set(os.environ.items()) ^ set(before.items()))))"
     )
     env = {"PATH": "/usr/bin:/bin"}
