@@ -292,7 +292,8 @@ class Registry:
         check_npz(arch, wf, self.max_weight_bytes)
         spec_sha, weights_sha = sha256(canonical_json(spec)), wf.sha256
         totals = arch.totals()
-        for attempt in range(5):
+        attempts = 5
+        for attempt in range(1, attempts + 1):
             try:
                 with self._write() as conn:
                     model_id = self._ensure_model(conn, name, description)
@@ -327,13 +328,15 @@ class Registry:
                             )
                         )
                     record_event(conn, name, "register", actor, version=number)
-                return self.version(name, str(number))
+                break
             except (IntegrityError, OperationalError):
                 # A concurrent writer won a race (the same new model name or blob, or a model
                 # deleted meanwhile); nothing of ours was kept, so try again from the start.
-                if attempt == 4:
+                if attempt == attempts:
                     raise
-        raise AssertionError("unreachable")
+        # Read back outside the retry: the version is committed, and a failed read must not
+        # register the same upload again as another version.
+        return self.version(name, str(number))
 
     def _ensure_model(self, conn: Connection, name: str, description: str) -> int:
         found = conn.execute(sa.select(models.c.id).where(models.c.name == name)).scalar()

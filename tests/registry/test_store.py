@@ -85,3 +85,20 @@ def test_a_failed_registration_of_an_existing_model_keeps_its_numbering(store):
     event.remove(store.engine, "before_execute", fail)
     assert store.register("m", spec, lenet_weights(2)).number == 2
     assert rows(store, blobs) == 2
+
+
+def test_a_failed_read_back_after_the_commit_does_not_register_twice(store, monkeypatch):
+    """The version is committed before it is read back for the answer; when that read fails
+    (the database went away a moment), the error goes to the caller and the upload is not
+    registered again as another version, as a retry of the whole write would."""
+    read_back = store.version
+
+    def flaky(*args, **kwargs):
+        monkeypatch.setattr(store, "version", read_back)
+        raise sa.exc.OperationalError("SELECT …", {}, Exception("connection lost"))
+
+    monkeypatch.setattr(store, "version", flaky)
+    with pytest.raises(sa.exc.OperationalError):
+        store.register("once", load_model_spec("lenet"), lenet_weights())
+    assert rows(store, versions) == 1
+    assert store.version("once", "latest").number == 1
