@@ -10,7 +10,8 @@ One module per concern:
 - `weight_checks.py`: weights against what the architecture expects (`WeightsError`);
 - `random_init.py`: random weights to try a model before it is trained.
 
-Of the project it imports only the catalogue and the errors: nothing of Flask or SQLAlchemy.
+Of the project it imports only the catalogue, the kernels (softmax) and the errors: nothing of
+Flask or SQLAlchemy.
 """
 
 from .builder import Limits, Node
