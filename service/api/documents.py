@@ -11,7 +11,14 @@ from datetime import datetime
 from typing import Any
 
 from service.architecture import image_preprocess
-from service.registry.records import AliasMove, StoredEvent, StoredModel, StoredVersion
+from service.registry.records import (
+    AliasMove,
+    LayerChange,
+    StoredEvent,
+    StoredModel,
+    StoredVersion,
+    VersionDiff,
+)
 
 
 def iso(t: datetime) -> str:
@@ -83,4 +90,25 @@ def event_document(e: StoredEvent) -> dict[str, Any]:
         "alias": e.alias,
         "previous_version": e.previous_version,
         "detail": e.detail,
+    }
+
+
+def layer_change_document(c: LayerChange) -> dict[str, Any]:
+    return {
+        "name": c.name,
+        "from": c.from_row,
+        "to": c.to_row,
+        "fields": c.fields,
+        "weight_change": c.weight_change,
+        "change": c.change,
+    }
+
+
+def diff_document(d: VersionDiff) -> dict[str, Any]:
+    """Two versions layer by layer (GET /v1/models/{name}/diff)."""
+    return {
+        "model": d.model,
+        "versions": {"from": d.from_version, "to": d.to_version},
+        "layers": [layer_change_document(c) for c in d.layers],
+        "totals": {"from": d.from_totals, "to": d.to_totals},
     }

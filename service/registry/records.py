@@ -71,3 +71,29 @@ class StoredEvent:
     alias: str | None
     previous_version: int | None
     detail: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class LayerChange:
+    """One layer of a version diff (see diff.py): `change` is added, removed, changed or same;
+    `fields` names what changed; the rows are the layer table's, None on the side it is absent."""
+
+    name: str
+    change: str
+    fields: list[str]
+    from_row: dict[str, Any] | None
+    to_row: dict[str, Any] | None
+    #: ‖to − from‖ / ‖from‖ over the layer's arrays; None where it is undefined
+    weight_change: float | None
+
+
+@dataclass(frozen=True)
+class VersionDiff:
+    """Two versions of a model compared layer by layer, with both versions' totals."""
+
+    model: str
+    from_version: int
+    to_version: int
+    layers: list[LayerChange]
+    from_totals: dict[str, int]
+    to_totals: dict[str, int]
