@@ -18,7 +18,6 @@ from flask import Response, current_app, request
 from service import __version__, metrics
 from service.errors import InvalidInput, Malformed
 from service.registry.records import StoredModel
-from service.registry.store import DEFAULT_ALIAS
 from service.serving.dataplane import DataPlane, LoadedModel, best_first
 
 from . import bodies
@@ -430,7 +429,7 @@ def repository_index() -> Response:
 
 def _index_entry(model: StoredModel, state: str | None, ready_only: bool) -> list[dict]:
     """The model's entry in the repository index (none when only ready ones are asked for)."""
-    number = model.aliases.get(DEFAULT_ALIAS, model.latest_version)
+    number = model.default_version
     entry: dict[str, Any] = {"name": model.name}
     if number is not None:
         entry["version"] = str(number)

@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+#: The alias that unversioned predict and infer requests follow (else the newest version).
+DEFAULT_ALIAS = "default"
+
 
 def utc(t: datetime) -> datetime:
     """A stored time, aware of its zone: SQLite gives naive datetimes back (stored as UTC)."""
@@ -48,6 +51,12 @@ class StoredModel:
     versions: list[StoredVersion] | None = None
     #: the versions that matched a listing's tag filter; None when it had none
     tagged_versions: list[int] | None = None
+
+    @property
+    def default_version(self) -> int | None:
+        """The version an unversioned request gets: alias `default`, else the newest (None: the
+        model has no versions)."""
+        return self.aliases.get(DEFAULT_ALIAS, self.latest_version)
 
 
 @dataclass(frozen=True)

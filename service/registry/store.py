@@ -30,7 +30,7 @@ from service.weights import DEFAULT_MAX_BYTES, SPOOL_BYTES, WeightsFile, check_n
 from .db import WRITE, PreparedRead
 from .diff import diff as layer_diff
 from .history import ACTIONS, ANONYMOUS, read_events, record_event, record_set_config, stored_event
-from .records import AliasMove, StoredModel, StoredVersion, VersionDiff, utc
+from .records import DEFAULT_ALIAS, AliasMove, StoredModel, StoredVersion, VersionDiff, utc
 from .tables import aliases, blob_chunks, blobs, model_configs, models, version_tags, versions
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -140,10 +140,6 @@ def paged(rows: list[Any], limit: int, key: str, items: list[Any]) -> Page:
     whose cursor is the key of the last row shown."""
     more = len(rows) > limit
     return Page(items, encode_cursor(rows[limit - 1][key]) if more else None)
-
-
-#: The alias that unversioned predict and infer requests follow (else the newest version).
-DEFAULT_ALIAS = "default"
 
 
 class VersionGone(NotFound):
