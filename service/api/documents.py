@@ -7,6 +7,7 @@ once: the API answers with these documents and the web pages render the same one
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -94,14 +95,10 @@ def event_document(e: StoredEvent) -> dict[str, Any]:
 
 
 def layer_change_document(c: LayerChange) -> dict[str, Any]:
-    return {
-        "name": c.name,
-        "from": c.from_row,
-        "to": c.to_row,
-        "fields": c.fields,
-        "weight_change": c.weight_change,
-        "change": c.change,
-    }
+    """One layer of a diff: the record's fields as they are, its rows as `from` and `to`."""
+    doc = asdict(c)
+    doc["from"], doc["to"] = doc.pop("from_row"), doc.pop("to_row")
+    return doc
 
 
 def diff_document(d: VersionDiff) -> dict[str, Any]:
