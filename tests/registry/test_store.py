@@ -85,13 +85,3 @@ def test_a_failed_registration_of_an_existing_model_keeps_its_numbering(store):
     event.remove(store.engine, "before_execute", fail)
     assert store.register("m", spec, lenet_weights(2)).number == 2
     assert rows(store, blobs) == 2
-
-
-def test_the_default_version_is_alias_default_else_the_newest(store):
-    spec = load_model_spec("lenet")
-    store.register("m", spec, lenet_weights(0))
-    store.register("m", spec, lenet_weights(1))
-    assert store.model("m").default_version == 2
-    store.set_alias("m", "default", 1)
-    assert store.model("m").default_version == 1
-    assert [m.default_version for m in store.list_models().items] == [1]
