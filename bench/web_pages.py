@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 from tests.helpers.live import live_server  # noqa: E402
-from tests.web.test_pages import PAGES  # noqa: E402
+from tests.helpers.pages import PAGES  # noqa: E402
 
 
 def main() -> None:

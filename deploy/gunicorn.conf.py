@@ -70,6 +70,9 @@ def post_worker_init(worker):  # noqa: ANN001, ANN201
 
 def child_exit(server, worker):  # noqa: ANN001, ANN201
     """A worker is gone: its live gauges (cache entries, bytes, workers) stop counting."""
+    # prometheus_client itself, not service.metrics: importing that here would define its
+    # metrics in the master, whose own gauge files would then report a phantom worker (pid of
+    # the master, start time 0) under the liveall gauges.
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)

@@ -13,7 +13,7 @@ from . import __version__
 from .architecture import Architecture
 from .errors import ConvserveError, SpecError
 from .render import render_table
-from .weights import load_npz
+from .weights import dump_npz, load_npz
 
 
 def _read_json(path: str) -> Any:
@@ -61,8 +61,6 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_init_weights(args: argparse.Namespace) -> int:
-    from .weights import dump_npz
-
     arch = Architecture.from_spec(_read_json(args.spec))
     Path(args.output).write_bytes(dump_npz(arch.random_weights(args.seed)))
     print(f"wrote {args.output}: He-initialised weights for {len(arch.weight_specs())} arrays")
@@ -90,7 +88,6 @@ def cmd_import(args: argparse.Namespace) -> int:
         parse_labels,
         unpack_upload,
     )
-    from .weights import dump_npz
 
     src = Path(args.model)
     data, external = unpack_upload(

@@ -9,8 +9,7 @@ from typing import Any
 from .architecture import Limits
 from .imaging import DEFAULT_MAX_PIXELS, DEFAULT_MAX_REQUEST_PIXELS
 from .serving.batching import ModelConfig
-
-MiB = 1024 * 1024
+from .serving.defaults import BATCH_BYTES, CACHE_BYTES, MAX_BATCH, MiB
 
 
 def _int(env: dict[str, str], key: str, default: int) -> int:
@@ -47,11 +46,11 @@ class Settings:
     #: Largest request body accepted (weights of VGG-16 are 528 MiB as float32 .npz).
     max_upload_bytes: int = 600 * MiB
     #: Compiled models each worker keeps in memory (LRU beyond it).
-    model_cache_bytes: int = 1024 * MiB
+    model_cache_bytes: int = CACHE_BYTES
     #: Activations one chunk of a batch may take; bigger batches run in chunks.
-    batch_bytes: int = 256 * MiB
+    batch_bytes: int = BATCH_BYTES
     #: Images or instances in one request.
-    max_batch: int = 256
+    max_batch: int = MAX_BATCH
     max_image_pixels: int = DEFAULT_MAX_PIXELS
     #: Pixels of all the images of one request together (decode time and memory per request).
     max_request_pixels: int = DEFAULT_MAX_REQUEST_PIXELS

@@ -238,9 +238,3 @@ def inference_statistics() -> dict[tuple[str, str], dict[str, Any]]:
                 e = entry(labels)
                 e["last_inference"] = max(e["last_inference"], int(value * 1000))
     return stats
-
-
-def mark_worker_dead(pid: int) -> None:
-    """For gunicorn's child_exit: drop a dead worker's live gauges."""
-    if os.environ.get(MULTIPROC_ENV):
-        multiprocess.mark_process_dead(pid)

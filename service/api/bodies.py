@@ -279,16 +279,17 @@ class InferRequest:
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
 
-def read_infer_request(req: Request, limit: int, max_values: int, why: str = "") -> InferRequest:
-    """Read, inflate and parse an inference request: `read_body`, then `infer_request`.
+def read_infer_body(req: Request, limit: int, max_values: int, why: str = "") -> bytes | bytearray:
+    """Read and inflate an inference request's body (`read_body`); `infer_request` parses it.
 
     `max_values`: the most values the model's inputs can take in one request (refused beyond,
-    before parsing), `why` says so; `limit`: CONVSERVE_MAX_UPLOAD_BYTES.
+    while inflating), `why` says so; `limit`: CONVSERVE_MAX_UPLOAD_BYTES. Only the JSON part
+    (`Inference-Header-Content-Length` bytes, when given) is counted.
     """
     length = req.headers.get(HEADER_LENGTH)
     json_bytes = int(length) if length is not None and length.strip().isdecimal() else None
     budget = ValueBudget(max_values + SPARE_VALUES, "the inference request", json_bytes, why)
-    return infer_request(read_body(req, limit, budget), length, max_values, why)
+    return read_body(req, limit, budget)
 
 
 def infer_request(

@@ -7,11 +7,19 @@ once: the API answers with these documents and the web pages render the same one
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
 from service.architecture import image_preprocess
-from service.registry.records import AliasMove, StoredEvent, StoredModel, StoredVersion
+from service.registry.records import (
+    AliasMove,
+    LayerChange,
+    StoredEvent,
+    StoredModel,
+    StoredVersion,
+    VersionDiff,
+)
 
 
 def iso(t: datetime) -> str:
@@ -83,4 +91,21 @@ def event_document(e: StoredEvent) -> dict[str, Any]:
         "alias": e.alias,
         "previous_version": e.previous_version,
         "detail": e.detail,
+    }
+
+
+def layer_change_document(c: LayerChange) -> dict[str, Any]:
+    """One layer of a diff: the record's fields as they are, its rows as `from` and `to`."""
+    doc = asdict(c)
+    doc["from"], doc["to"] = doc.pop("from_row"), doc.pop("to_row")
+    return doc
+
+
+def diff_document(d: VersionDiff) -> dict[str, Any]:
+    """Two versions layer by layer (GET /v1/models/{name}/diff)."""
+    return {
+        "model": d.model,
+        "versions": {"from": d.from_version, "to": d.to_version},
+        "layers": [layer_change_document(c) for c in d.layers],
+        "totals": {"from": d.from_totals, "to": d.to_totals},
     }

@@ -49,7 +49,7 @@ def check_ready() -> None:
     during a rolling update the migration Job moves the database ahead while the previous
     release's pods still serve, and those must stay in the Service until new pods replace them.
     Migrations are therefore written to keep the previous release working (add first, remove a
-    release later), as docs/registry.md's "Upgrades" says."""
+    release later), as the README's "Releasing: the migration Job" says."""
     registry = current_app.extensions["convserve"].registry
     try:
         registry.ping()

@@ -21,6 +21,7 @@ from service.weights import HashingFile, WeightsFile, dump_npz
 
 from .documents import (
     alias_document,
+    diff_document,
     event_document,
     model_document,
     version_document,
@@ -274,7 +275,7 @@ def get_diff(args: dict[str, Any], name: str) -> dict[str, Any]:
     the layer table on both sides and, where its weight shapes match, the relative L2 norm of
     the weight change, ‖to − from‖ / ‖from‖ over all of the layer's arrays.
     """
-    return registry().diff(name, args["from_"], args["to"])
+    return diff_document(registry().diff(name, args["from_"], args["to"]))
 
 
 @blp.route("/<name>", methods=["PATCH"])

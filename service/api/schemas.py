@@ -11,6 +11,7 @@ from marshmallow import fields, validate
 from werkzeug.datastructures import FileStorage
 
 from service.errors import Malformed
+from service.onnx_import import parse_labels
 from service.registry.history import ACTIONS
 from service.registry.store import MAX_VERSION
 
@@ -45,8 +46,6 @@ class LabelsPart(fields.Field):
         super().__init__(metadata={**binary, **(metadata or {})}, **kwargs)
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
-        from service.onnx_import import parse_labels
-
         raw = value.read() if isinstance(value, FileStorage) else value
         try:
             return parse_labels(raw.decode("utf-8") if isinstance(raw, bytes) else str(raw))

@@ -18,7 +18,6 @@ from flask import Response, current_app, request
 from service import __version__, metrics
 from service.errors import InvalidInput, Malformed
 from service.registry.records import StoredModel
-from service.registry.store import DEFAULT_ALIAS
 from service.serving.dataplane import DataPlane, LoadedModel, best_first
 
 from . import bodies
@@ -191,16 +190,8 @@ def _read_body(dp: DataPlane, model: LoadedModel) -> bytes | bytearray:
     """The body, inflated (gzip, deflate) in a stream that stops at the upload limit (413), or
     as soon as its JSON holds more values than the model can take in one request."""
     limit = current_app.extensions["convserve"].settings.max_upload_bytes
-    length = request.headers.get(HEADER_LENGTH)
-    json_bytes = int(length) if length is not None and length.strip().isdecimal() else None
     per_input = int(np.prod(model.arch.input_shape))
-    budget = bodies.ValueBudget(
-        dp.max_batch * per_input + bodies.SPARE_VALUES,
-        "the inference request",
-        json_bytes,
-        _too_many(dp, model),
-    )
-    return bodies.read_body(request, limit, budget)
+    return bodies.read_infer_body(request, limit, dp.max_batch * per_input, _too_many(dp, model))
 
 
 def _too_many(dp: DataPlane, model: LoadedModel) -> str:
@@ -430,7 +421,7 @@ def repository_index() -> Response:
 
 def _index_entry(model: StoredModel, state: str | None, ready_only: bool) -> list[dict]:
     """The model's entry in the repository index (none when only ready ones are asked for)."""
-    number = model.aliases.get(DEFAULT_ALIAS, model.latest_version)
+    number = model.default_version
     entry: dict[str, Any] = {"name": model.name}
     if number is not None:
         entry["version"] = str(number)

@@ -12,6 +12,7 @@ current, and that every field the OpenAPI schemas accept has its row).
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,14 @@ from marshmallow import fields, missing, validate
 from ..catalogue import CATALOGUE
 from ..catalogue.base import IntTuple, LayerSchema, LayerType
 from .graph import Architecture
+from .preprocessing import (
+    COLORS,
+    DEFAULT_INTERPOLATION,
+    DEFAULT_MEAN,
+    DEFAULT_SCALE,
+    DEFAULT_STD,
+    INTERPOLATIONS,
+)
 
 #: The order the reference lists families in, and a line about each.
 FAMILIES = {
@@ -176,9 +185,25 @@ SPEC_FIELDS = [
     ("metadata", "object", "none", "free key/value data, stored with the spec"),
 ]
 
-#: `input.preprocess`'s fields, in the order they apply.
+
+def _one_of(words: list[str]) -> str:
+    """`a`, `b` or `c`."""
+    quoted = [f"`{w}`" for w in words]
+    return ", ".join(quoted[:-1]) + f" or {quoted[-1]}" if len(quoted) > 1 else quoted[0]
+
+
+#: `input.preprocess`'s fields, in the order they apply (vocabulary and defaults from
+#: preprocessing.py).
 PREPROCESS_FIELDS = [
-    ("color", '`"L"` or `"RGB"`', "`L` for 1 channel, `RGB` for 3", "the mode images convert to"),
+    (
+        "color",
+        _one_of([f'"{mode}"' for mode in COLORS]),
+        ", ".join(
+            f"`{mode}` for {n}" + (" channel" if i == 0 else "")
+            for i, (mode, n) in enumerate(COLORS.items())
+        ),
+        "the mode images convert to",
+    ),
     (
         "resize",
         "`[H, W]`",
@@ -199,15 +224,20 @@ PREPROCESS_FIELDS = [
     ),
     (
         "interpolation",
-        "`bilinear`, `bicubic`, `nearest`, `lanczos`, `box` or `hamming`",
-        "`bilinear` (antialiased)",
+        _one_of(list(INTERPOLATIONS)),
+        f"`{DEFAULT_INTERPOLATION}` (antialiased)",
         "Pillow's resampling filter for the resize",
     ),
-    ("scale", "number", "`1/255`", "multiplies the 0-255 values"),
+    (
+        "scale",
+        "number",
+        f"`{Fraction(DEFAULT_SCALE).limit_denominator(1 << 16)}`",
+        "multiplies the 0-255 values",
+    ),
     (
         "mean`, `std",
         "lists of numbers (`std` > 0)",
-        "`[0]`, `[1]`",
+        f"`[{DEFAULT_MEAN:g}]`, `[{DEFAULT_STD:g}]`",
         "per channel (one value for all, or one per channel), applied after `scale`",
     ),
 ]

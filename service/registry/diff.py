@@ -1,4 +1,4 @@
-"""Two versions of a model compared layer by layer (GET /v1/models/{name}/diff).
+"""Two versions of a model compared layer by layer.
 
 Layers are matched by name. A layer is `changed` when anything a user would notice differs: its
 type, inputs or fields as validated (defaults filled in, so `stride: 1` and no stride are the
@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 
 from service.architecture import Architecture, Node
+
+from .records import LayerChange
 
 Arrays = Mapping[str, np.ndarray]
 
@@ -68,24 +70,18 @@ def diff(
     old_arrays: Callable[[], Arrays],
     new_arrays: Callable[[], Arrays],
     same_weights: bool = False,
-) -> dict[str, Any]:
-    """The layers and totals of `old` against `new`. The arrays are loaded only when needed
-    (not at all when `same_weights`: both versions share one weights file)."""
+) -> list[LayerChange]:
+    """The layers of `old` against `new`. The arrays are loaded only when needed (not at all
+    when `same_weights`: both versions share one weights file)."""
     a_arrays: Arrays = {} if same_weights else old_arrays()
     b_arrays: Arrays = {} if same_weights else new_arrays()
     layers = []
     for name in _order([n.name for n in old.nodes], [n.name for n in new.nodes]):
         a, b = old.by_name.get(name), new.by_name.get(name)
-        entry: dict[str, Any] = {
-            "name": name,
-            "from": a.row() if a else None,
-            "to": b.row() if b else None,
-            "fields": [],
-            "weight_change": None,
-        }
+        from_row, to_row = (a.row() if a else None), (b.row() if b else None)
         if a is None or b is None:
-            entry["change"] = "added" if a is None else "removed"
-            layers.append(entry)
+            change = "added" if a is None else "removed"
+            layers.append(LayerChange(name, change, [], from_row, to_row, None))
             continue
         fa, fb = _layer_fields(a), _layer_fields(b)
         changed = sorted(k for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k))
@@ -93,19 +89,19 @@ def diff(
             changed.append("input_shapes")
         if a.out_shape != b.out_shape:
             changed.append("output_shape")
+        moved: float | None = None
         if a.weights:
             if same_weights:
                 wa = {k: w.shape for k, w in a.weights.items()}
                 wb = {k: w.shape for k, w in b.weights.items()}
-                entry["weight_change"] = 0.0 if wa == wb else None
+                moved = 0.0 if wa == wb else None
                 if wa != wb:
                     changed.append("weights")
             else:
                 xa, xb = _arrays_of(a, a_arrays), _arrays_of(b, b_arrays)
-                entry["weight_change"] = weight_change(xa, xb)
-                if entry["weight_change"] != 0.0 and (xa or xb):
+                moved = weight_change(xa, xb)
+                if moved != 0.0 and (xa or xb):
                     changed.append("weights")
-        entry["fields"] = changed
-        entry["change"] = "changed" if changed else "same"
-        layers.append(entry)
-    return {"layers": layers, "totals": {"from": old.totals(), "to": new.totals()}}
+        change = "changed" if changed else "same"
+        layers.append(LayerChange(name, change, changed, from_row, to_row, moved))
+    return layers

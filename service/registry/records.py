@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+#: The alias that unversioned predict and infer requests follow (else the newest version).
+DEFAULT_ALIAS = "default"
+
 
 def utc(t: datetime) -> datetime:
     """A stored time, aware of its zone: SQLite gives naive datetimes back (stored as UTC)."""
@@ -49,6 +52,12 @@ class StoredModel:
     #: the versions that matched a listing's tag filter; None when it had none
     tagged_versions: list[int] | None = None
 
+    @property
+    def default_version(self) -> int | None:
+        """The version an unversioned request gets: alias `default`, else the newest (None: the
+        model has no versions)."""
+        return self.aliases.get(DEFAULT_ALIAS, self.latest_version)
+
 
 @dataclass(frozen=True)
 class AliasMove:
@@ -71,3 +80,29 @@ class StoredEvent:
     alias: str | None
     previous_version: int | None
     detail: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class LayerChange:
+    """One layer of a version diff (see diff.py): `change` is added, removed, changed or same;
+    `fields` names what changed; the rows are the layer table's, None on the side it is absent."""
+
+    name: str
+    change: str
+    fields: list[str]
+    from_row: dict[str, Any] | None
+    to_row: dict[str, Any] | None
+    #: ‖to − from‖ / ‖from‖ over the layer's arrays; None where it is undefined
+    weight_change: float | None
+
+
+@dataclass(frozen=True)
+class VersionDiff:
+    """Two versions of a model compared layer by layer, with both versions' totals."""
+
+    model: str
+    from_version: int
+    to_version: int
+    layers: list[LayerChange]
+    from_totals: dict[str, int]
+    to_totals: dict[str, int]

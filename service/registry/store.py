@@ -30,7 +30,7 @@ from service.weights import DEFAULT_MAX_BYTES, SPOOL_BYTES, WeightsFile, check_n
 from .db import WRITE, PreparedRead
 from .diff import diff as layer_diff
 from .history import ACTIONS, ANONYMOUS, read_events, record_event, record_set_config, stored_event
-from .records import AliasMove, StoredModel, StoredVersion, utc
+from .records import DEFAULT_ALIAS, AliasMove, StoredModel, StoredVersion, VersionDiff, utc
 from .tables import aliases, blob_chunks, blobs, model_configs, models, version_tags, versions
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -140,10 +140,6 @@ def paged(rows: list[Any], limit: int, key: str, items: list[Any]) -> Page:
     whose cursor is the key of the last row shown."""
     more = len(rows) > limit
     return Page(items, encode_cursor(rows[limit - 1][key]) if more else None)
-
-
-#: The alias that unversioned predict and infer requests follow (else the newest version).
-DEFAULT_ALIAS = "default"
 
 
 class VersionGone(NotFound):
@@ -723,7 +719,7 @@ class Registry:
 
     # -- diff ----------------------------------------------------------------------------
 
-    def diff(self, name: str, from_ref: str, to_ref: str) -> dict[str, Any]:
+    def diff(self, name: str, from_ref: str, to_ref: str) -> VersionDiff:
         """Version `from_ref` against `to_ref`, layer by layer (see diff.py)."""
         with self._read() as conn:
             row = self._model_row(conn, name)
@@ -733,14 +729,11 @@ class Registry:
             # stored weights passed the unpack limit in force when registered
             return lambda: load_npz(self.weights(name, str(v["number"]))[1], max_bytes=None)
 
-        doc = layer_diff(
-            Architecture.from_spec(a["spec"]),
-            Architecture.from_spec(b["spec"]),
-            arrays(a),
-            arrays(b),
-            same_weights=a["weights_sha256"] == b["weights_sha256"],
+        old, new = Architecture.from_spec(a["spec"]), Architecture.from_spec(b["spec"])
+        layers = layer_diff(
+            old, new, arrays(a), arrays(b), same_weights=a["weights_sha256"] == b["weights_sha256"]
         )
-        return {"model": name, "versions": {"from": a["number"], "to": b["number"]}, **doc}
+        return VersionDiff(name, a["number"], b["number"], layers, old.totals(), new.totals())
 
     # -- history -------------------------------------------------------------------------
 

@@ -122,7 +122,7 @@ def blas_threads() -> int | None:
     """The threads NumPy's OpenBLAS runs a call on (None: not OpenBLAS, or not found).
 
     The service itself never asks (it sets the count through the environment, see
-    `configure_threads`); bench/engine.py and bench/http_load.py do, to give the engine's own
+    `share_cpus_between`); bench/engine.py and bench/http_load.py do, to give the engine's own
     threads the cores only when BLAS is single-threaded, and tests check the setting took."""
     fn = _openblas_function("get_num_threads")
     if fn is None:

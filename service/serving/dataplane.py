@@ -33,6 +33,7 @@ from ..imaging import (
 from ..registry.store import Registry, Resolved, VersionGone
 from ..weights import load_npz
 from .batching import ModelConfig
+from .defaults import BATCH_BYTES, CACHE_BYTES, MAX_BATCH
 from .scheduler import Scheduler
 
 log = logging.getLogger("convserve.serving")
@@ -167,9 +168,9 @@ class DataPlane:
         self,
         registry: Registry,
         *,
-        cache_bytes: int = 1 << 30,
-        batch_bytes: int = 256 << 20,
-        max_batch: int = 256,
+        cache_bytes: int = CACHE_BYTES,
+        batch_bytes: int = BATCH_BYTES,
+        max_batch: int = MAX_BATCH,
         max_image_pixels: int = DEFAULT_MAX_PIXELS,
         max_request_pixels: int = DEFAULT_MAX_REQUEST_PIXELS,
         batching: ModelConfig | None = None,

@@ -64,6 +64,7 @@ def test_history_over_http_newest_first_and_after_deletion(client):
     assert set(doc["events"][0]) == {
         "at", "actor", "action", "version", "alias", "previous_version", "detail"
     }  # fmt: skip
+    assert all(e["at"].endswith("Z") for e in doc["events"])  # ISO 8601, UTC written as Z
 
 
 def test_history_of_one_alias_says_which_version_it_served_when(client):

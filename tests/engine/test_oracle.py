@@ -21,11 +21,7 @@ from hypothesis import strategies as st
 from service.architecture import Architecture
 from service.engine import compile_plan
 from service.errors import SpecError
-
-try:
-    from tests.helpers import oracle
-except ImportError:  # tests/ is no package: pytest puts tests/ itself on sys.path
-    import oracle
+from tests.helpers import oracle
 
 BASE = settings(
     deadline=None,

@@ -1,7 +1,7 @@
 """Helpers that test modules share (test modules never import from each other or from
 conftest.py, which holds the fixtures): specs and weights to build requests with, the test
 database's URL. http.py checks HTTP answers, live.py starts real servers, oracle.py is the slow,
-obviously-correct loop implementation the engine is tested against."""
+obviously-correct loop implementation the engine is tested against, pages.py lists the web pages."""
 
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ import requests
 from service.architecture import Architecture
 from service.weights import dump_npz
 from tests.helpers import ROOT
+from tests.helpers.pages import PAGES
 
 EXAMPLE = ROOT / "models" / "examples" / "7.png"
 
@@ -260,17 +261,6 @@ def test_docs_render_swagger_ui_offline(web):
     assert "convserve" in page.locator(".swagger-ui .info .title").inner_text()
     assert page.locator(".opblock").count() > 10
     web.shot("docs")
-
-
-#: Each page, and what shows that its key content has been drawn.
-PAGES = {
-    "/": "#models tbody tr",
-    "/models/digits": "#versions tbody tr",
-    "/models/digits/versions/1": "svg.graph g.node",
-    "/models/digits/versions/1/kernels": "#kernels .filter",
-    "/models/digits/versions/1/classify": "#images",
-    "/editor": "#inspect-table",
-}
 
 
 @pytest.mark.parametrize("path", PAGES)
