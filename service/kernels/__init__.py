@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from .parallel import pieces, run_all
+from .parallel import pieces, run_all, threads_now
 
 
 def conv_out_size(length: int, k: int, stride: int, dilation: int, pad_lo: int, pad_hi: int) -> int:
@@ -109,6 +109,10 @@ WINOGRAD_MIN_CHANNELS = 64
 #: work (7×7×512 at batch 1: 3.0 ms against 1.9 ms direct), so the direct kernel runs instead.
 WINOGRAD_MIN_TILES = 16
 WINOGRAD_SCRATCH_BYTES = 16 * 1024 * 1024
+#: Largest working set (input tiles, their transform, the products) of one Winograd piece: cut
+#: finer than the threads need so it stays in a core's cache. ResNet-18's 56×56×64 conv at batch
+#: 1 on one thread: 3.5 ms as one piece (5.4 MB), 1.6 ms in bands of ≤ 1 MiB.
+WINOGRAD_PIECE_BYTES = 1024 * 1024
 
 
 def conv_kernel(
@@ -160,9 +164,11 @@ def winograd_kernel(
     cut into overlapping (m+2)² tiles (one copy, laid out (α², C·tiles)), transformed by
     kron(Bᵀ, Bᵀ); then one GEMM per tile position with the transformed weight U (α², O, C);
     then kron(Aᵀ, Aᵀ) maps each tile back to m×m outputs, which are copied into place. The
-    images go through in groups whose transformed tiles fit `scratch_bytes`; the groups, or bands
-    of tile rows within them when there are fewer groups than the engine has threads, are the
-    pieces its threads share (see parallel.py).
+    images go through in groups whose transformed tiles fit `scratch_bytes`, cut into bands of
+    tile rows small enough for a core's cache (WINOGRAD_PIECE_BYTES) and many enough for the
+    engine's threads to share (see parallel.py). When the output channels outnumber the tiles
+    (deep layers on small maps, U larger than the tiles), every tile is transformed once and the
+    threads share out the output channels instead, so each reads only its slice of U.
 
     Float32 error: the transforms' non-integer constants (G has 1/6, 1/24) cost accuracy: on
     ResNet-18's layers the largest difference from a float64 reference, relative to the largest
@@ -198,6 +204,60 @@ def winograd_kernel(
             u.append(full.reshape(alpha * alpha, out_ch, channels).astype(np.float32))
         return u[0]
 
+    def tiles_of(xp: np.ndarray, n0: int, n: int, i0: int, i1: int) -> np.ndarray:
+        """The transformed input tiles of images n0… (n of them), tile rows i0…i1, as
+        (α², C, n·rows·tw)."""
+        rows = i1 - i0
+        offset = n0 * channels * hp * wp * f + i0 * m * wp * f
+        shape = (alpha, alpha, channels, n, rows, tw)
+        view = np.ndarray(shape, np.float32, xp, offset, strides)
+        d = np.empty((alpha * alpha, channels * n * rows * tw), dtype=np.float32)
+        np.copyto(d.reshape(shape), view)
+        return np.matmul(kb, d).reshape(alpha * alpha, channels, n * rows * tw)
+
+    def outputs(y: np.ndarray, v: np.ndarray, uw: np.ndarray, n0: int, n: int, i0: int, i1: int,
+                o0: int, o1: int) -> None:  # fmt: skip
+        """Outputs o0…o1 of those tiles, from their transformed input v, into y."""
+        rows, o = i1 - i0, o1 - o0
+        prod = np.matmul(uw[:, o0:o1], v).reshape(alpha * alpha, o * n * rows * tw)
+        out = np.matmul(ka, prod).reshape(m, m, o, n, rows, tw)
+        if b is not None:
+            out += b[:, :, o0:o1].reshape(1, 1, o, 1, 1, 1)
+        if epilogue is not None:
+            epilogue(out)
+        target = y[n0 : n0 + n, o0:o1, m * i0 : m * i1]
+        target.reshape(n, o, rows, m, tw, m, copy=False)[...] = out.transpose(3, 2, 4, 0, 5, 1)
+
+    def piece(
+        xp: np.ndarray, y: np.ndarray, uw: np.ndarray, n0: int, n: int, i0: int, i1: int
+    ) -> None:
+        outputs(y, tiles_of(xp, n0, n, i0, i1), uw, n0, n, i0, i1, 0, out_ch)
+
+    def by_output_channels(xp: np.ndarray, y: np.ndarray, uw: np.ndarray, n_batch: int,
+                            want: int) -> None:  # fmt: skip
+        # Every tile transformed once (in bands shared by the threads), then the output channels
+        # shared out.
+        v = np.empty((alpha * alpha, channels, n_batch, th * tw), dtype=np.float32)
+
+        def transform(k: int, i0: int, i1: int) -> None:
+            v[:, :, k, i0 * tw : i1 * tw] = tiles_of(xp, k, 1, i0, i1).reshape(
+                alpha * alpha, channels, -1
+            )
+
+        step = -(-th // max(1, -(-want // n_batch)))
+        run_all([functools.partial(transform, k, i0, min(th, i0 + step))
+                 for k in range(n_batch) for i0 in range(0, th, step)])  # fmt: skip
+        flat = v.reshape(alpha * alpha, channels, n_batch * th * tw)
+        cut = -(-out_ch // threads_now())  # one slice a thread: the GEMMs are small already
+        run_all(
+            [
+                functools.partial(
+                    outputs, y, flat, uw, 0, n_batch, 0, th, o0, min(out_ch, o0 + cut)
+                )
+                for o0 in range(0, out_ch, cut)
+            ]
+        )
+
     def conv(x: np.ndarray) -> np.ndarray:
         n_batch = x.shape[0]
         if n_batch * tiles < min_tiles:
@@ -205,39 +265,30 @@ def winograd_kernel(
         uw = transformed_weight()
         y = np.empty((n_batch, out_ch, m * th, m * tw), dtype=np.float32)
         xp = np.ascontiguousarray(pad_spatial(x, pad_lo, tile_pad_hi))
-        # Pieces: groups of images, and when there are too few for the threads, bands of rows
-        # of tiles within each group.
         want = pieces() if n_batch * macs_per_image >= MIN_PARALLEL_MACS else 1
-        per = min(group, -(-n_batch // want))
-        split = max(1, -(-want // -(-n_batch // per)))  # bands per group of images
-        band = -(-th // min(split, th))
-
-        def piece(n0: int, n: int, i0: int, i1: int) -> None:
-            rows = i1 - i0
-            offset = n0 * channels * hp * wp * f + i0 * m * wp * f
-            shape = (alpha, alpha, channels, n, rows, tw)
-            view = np.ndarray(shape, np.float32, xp, offset, strides)
-            d = np.empty((alpha * alpha, channels * n * rows * tw), dtype=np.float32)
-            np.copyto(d.reshape(shape), view)
-            v = np.matmul(kb, d).reshape(alpha * alpha, channels, n * rows * tw)
-            prod = np.matmul(uw, v).reshape(alpha * alpha, out_ch * n * rows * tw)
-            out = np.matmul(ka, prod).reshape(m, m, out_ch, n, rows, tw)
-            if b is not None:
-                out += b.reshape(1, 1, out_ch, 1, 1, 1)
-            if epilogue is not None:
-                epilogue(out)
-            target = y[n0 : n0 + n, :, m * i0 : m * i1]
-            target.reshape(n, out_ch, rows, m, tw, m, copy=False)[...] = out.transpose(
-                3, 2, 4, 0, 5, 1
+        if want > 1 and out_ch > n_batch * tiles:
+            # Deep layers, few tiles: the transformed weight outweighs the tiles, so the threads
+            # share out the output channels (each reads its slice of U once) instead of the
+            # tiles (each would read all of U).
+            by_output_channels(xp, y, uw, n_batch, want)
+        else:
+            # Pieces: groups of images, and bands of rows of tiles within each group, enough for
+            # the threads and small enough to stay in cache.
+            per = min(group, -(-n_batch // want))
+            split = max(1, -(-want // -(-n_batch // per)))  # bands per group of images
+            fit = max(
+                1, WINOGRAD_PIECE_BYTES // (per * tw * 4 * alpha * alpha * (channels + out_ch))
             )
-
-        run_all(
-            [
-                functools.partial(piece, n0, min(per, n_batch - n0), i0, min(th, i0 + band))
-                for n0 in range(0, n_batch, per)
-                for i0 in range(0, th, band)
-            ]
-        )
+            band = min(-(-th // min(split, th)), fit)
+            run_all(
+                [
+                    functools.partial(
+                        piece, xp, y, uw, n0, min(per, n_batch - n0), i0, min(th, i0 + band)
+                    )
+                    for n0 in range(0, n_batch, per)
+                    for i0 in range(0, th, band)
+                ]
+            )
         # Tiles past the output's end computed outputs that are not there: a view without them.
         return y if (out_h, out_w) == y.shape[2:] else y[:, :, :out_h, :out_w]
 
@@ -268,7 +319,10 @@ def _im2col_kernel(
     (N, O, outvol) output. For small maps the chunk's images are laid side by side so that one
     GEMM covers them all, and its result is transposed into place. A 1×1 stride-1 conv needs no
     columns at all. The bias and `epilogue` (an in-place function such as a fused ReLU) are
-    applied to each chunk of output while it is still in cache.
+    applied to each chunk of output while it is still in cache. When the engine has several
+    threads and a group's output channels outnumber the batch's output positions (deep layers on
+    small maps, where the weight outweighs the columns), the columns are gathered once and the
+    threads share out the output channels, each reading only its slice of the weight.
     """
     rank = len(in_spatial)
     out_ch, cg = weight.shape[0], weight.shape[1]
@@ -343,6 +397,31 @@ def _im2col_kernel(
         np.matmul(w, cols, out=target)
         finish(target)
 
+    def by_output_channels(xp: np.ndarray, yg: np.ndarray, n_batch: int) -> None:
+        # The columns of every image gathered once (the threads share the copy by image and
+        # channel range), then the output channels shared out: each thread reads its slice of
+        # the weight once, where cutting the images or rows would have each read all of it.
+        view = np.ndarray((n_batch, groups, cg, *kshape, *out_sp), np.float32, xp, 0,
+                          view_strides)  # fmt: skip
+        cols = np.empty(view.shape, dtype=np.float32)
+        threads = threads_now()
+        step = -(-cg // max(1, -(-threads // n_batch)))
+
+        def gather(k: int, c0: int, c1: int) -> None:
+            np.copyto(cols[k, :, c0:c1], view[k, :, c0:c1])
+
+        run_all([functools.partial(gather, k, c0, min(cg, c0 + step))
+                 for k in range(n_batch) for c0 in range(0, cg, step)])  # fmt: skip
+        flat = cols.reshape(n_batch, groups, depth, ovol)
+        cut = -(-og // threads)
+
+        def gemm(o0: int, o1: int) -> None:
+            target = yg[:, :, o0:o1]
+            np.matmul(w[:, o0:o1], flat, out=target)
+            finish_rows(target, o0, o1)
+
+        run_all([functools.partial(gemm, o0, min(og, o0 + cut)) for o0 in range(0, og, cut)])
+
     def conv(x: np.ndarray) -> np.ndarray:
         n_batch = x.shape[0]
         xp = pad_spatial(x, pad_lo, pad_hi) if padded else x
@@ -352,6 +431,10 @@ def _im2col_kernel(
         # Pieces for the engine's threads: cache-sized groups of whole images, cut smaller (fewer
         # images, bands of rows, ranges of output channels) when there are too few of them.
         want = pieces() if n_batch * out_ch * depth * ovol >= MIN_PARALLEL_MACS else 1
+        if want > 1 and not pointwise and og > n_batch * ovol:
+            # Deep layers on small maps: the weight outweighs the columns of the whole batch.
+            by_output_channels(xp, yg, n_batch)
+            return y.reshape(n_batch, out_ch, *out_sp)
         per = max(1, min(images, -(-n_batch // want)))
         chunks = -(-n_batch // per)
         split = -(-want // chunks) if chunks < want else 1  # further cuts of each chunk

@@ -30,6 +30,10 @@ def _conv_case(rng, channels, out_ch, size, k, stride=1, groups=1, pad=1):
 
 CONVS = {
     "winograd": dict(channels=64, out_ch=64, size=28, k=3),
+    # More output channels than tiles or columns: the threads share out the output channels
+    # (Winograd at batch 8, im2col at batches 1 and 3; grouped: within each group).
+    "deep": dict(channels=128, out_ch=256, size=8, k=3),
+    "grouped-deep": dict(channels=256, out_ch=256, size=7, k=3, groups=4),
     "im2col-bands": dict(channels=32, out_ch=48, size=56, k=3, stride=2),
     "im2col-merged": dict(channels=128, out_ch=128, size=7, k=3, stride=1),
     "pointwise-grouped": dict(channels=96, out_ch=192, size=28, k=1, groups=3, pad=0),
