@@ -249,3 +249,35 @@ def test_the_scheduler_gauge_counts_requests_waiting_and_running_then_falls_to_z
     with pytest.raises(Unavailable):  # refused requests never count
         sched.submit("k", Model(), np.zeros((2, 2), np.float32), config(mbs=1, queue=1))
     assert in_scheduler() == 0
+
+
+def test_a_request_that_finds_the_scheduler_idle_runs_on_its_own_thread():
+    """Nothing waiting and no delay to honour: the batch runs at once on the caller's thread (no
+    hand-off); a request arriving meanwhile queues and runs next, on the scheduler's thread,
+    never beside it."""
+    threads, running = [], []
+
+    class Recording(Engine):
+        def __call__(self, model, x, layer=None):  # noqa: ANN001, ANN204
+            running.append(1)
+            assert len(running) == 1, "two batches at once"
+            threads.append(threading.current_thread().name)
+            try:
+                return super().__call__(model, x, layer)
+            finally:
+                running.pop()
+
+    engine = Recording(hold_first=True)
+    sched = Scheduler(engine, lambda m: ("m", "1"))
+    cfg = config(mbs=8)
+    with ThreadPoolExecutor(2, thread_name_prefix="request") as pool:
+        first = pool.submit(sched.submit, "k", Model(), np.zeros((1, 2), np.float32), cfg)
+        engine.started.wait(5)
+        second = pool.submit(sched.submit, "k", Model(), np.ones((1, 2), np.float32), cfg)
+        wait_until(lambda: sched.waiting == 1)
+        engine.gate.set()
+        first.result(10), second.result(10)
+    assert threads[0].startswith("request") and threads[1] == "scheduler"
+    with_delay = config(mbs=8, delay_us=1000)  # a delay to honour: always the scheduler's thread
+    sched.submit("k", Model(), np.zeros((1, 2), np.float32), with_delay)
+    assert threads[2] == "scheduler"
