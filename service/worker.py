@@ -1,12 +1,12 @@
 """The gunicorn worker convserve serves with: gthread, where slow clients hold no thread.
 
-Inference runs on each worker's scheduler thread (service.serving.scheduler), so the worker's
-request threads only read, decode, wait and answer: `/healthz` or `/metrics` find a free thread
-while every core is busy with inference. What could still take those threads away is a client that
-sends its request slowly: gunicorn's gthread worker waits for the first bytes off-thread, but
-then reads headers and body with blocking calls, so a body trickling in at one byte a second
-holds a thread for as long as the client likes (before this worker: 59 s for one client, and
-two of them stalled every health probe 14–19 s).
+The probes and `/metrics` (CONTROL_PATHS) are handed to two control threads of their own, so
+they are answered in milliseconds while every request thread waits for or runs inference. What
+could still take the request threads away is a client that sends its request slowly:
+gunicorn's gthread worker waits for the first bytes off-thread, but then reads headers and body
+with blocking calls, so a body trickling in at one byte a second holds a thread for as long as
+the client likes (before this worker: 59 s for one client, and two of them stalled every health
+probe 14–19 s).
 
 So a request is gathered in the worker's event loop, without a thread, until its headers and
 its body (or its first GATHER_BYTES of body: a client that fast gets a thread for the rest)
@@ -26,6 +26,7 @@ import re
 import selectors
 import socket
 import time
+from concurrent import futures
 from functools import partial
 from typing import Any
 
@@ -139,6 +140,23 @@ def request_arrived(buf: bytes | bytearray) -> bool:
     return True  # no body
 
 
+#: Requests the worker's control threads answer, never queued behind inference: the probes and
+#: the metrics. They are cheap and bounded, so two threads keep them answered whatever the
+#: request threads are doing, and the request threads can be sized for throughput alone.
+CONTROL_PATHS = frozenset(
+    (b"/healthz", b"/readyz", b"/metrics", b"/v2/health/live", b"/v2/health/ready")
+)
+CONTROL_THREADS = 2
+
+
+def is_control(head: bytes) -> bool:
+    """Whether the request starting `head` is a GET or HEAD of one of CONTROL_PATHS."""
+    parts = head[: head.find(b"\r\n")].split(b" ")
+    if len(parts) != 3 or parts[0] not in (b"GET", b"HEAD"):
+        return False
+    return parts[1].partition(b"?")[0] in CONTROL_PATHS
+
+
 def timeout_response(detail: str) -> bytes:
     body = json.dumps(
         {
@@ -163,6 +181,10 @@ class Worker(ThreadWorker):
         self.read_timeout = _seconds(READ_TIMEOUT_ENV, 60.0)
         self.idle_timeout = _seconds(IDLE_TIMEOUT_ENV, 10.0)
         self.gathering: dict[int, Any] = {}  # id(conn) -> conn, while their request arrives
+
+    def init_process(self) -> None:
+        self.control = futures.ThreadPoolExecutor(CONTROL_THREADS, thread_name_prefix="control")
+        super().init_process()  # runs the worker's loop until it exits
 
     # -- gathering in the event loop -----------------------------------------------------
 
@@ -210,7 +232,13 @@ class Worker(ThreadWorker):
         conn.data_ready = True
         started = conn.first_byte or time.monotonic()
         conn.read_deadline = started + self.read_timeout
-        super().enqueue_req(conn)
+        if is_control(conn.gathered):
+            fs = self.control.submit(self.handle, conn)
+            fs.add_done_callback(
+                lambda fut: self.method_queue.defer(self.finish_request, conn, fut)
+            )
+        else:
+            super().enqueue_req(conn)
 
     def _close(self, conn: Any, answer: bytes | None = None) -> None:
         if self.gathering.pop(id(conn), None) is not None:

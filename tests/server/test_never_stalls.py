@@ -43,7 +43,9 @@ def server(tmp_path):
     db = f"sqlite:///{tmp_path / 'registry.db'}"
     env = {
         "WEB_CONCURRENCY": "1",
-        "GUNICORN_THREADS": "6",
+        # One request thread for four clients: it is always busy with a prediction, so the
+        # probes below are answered by the worker's control threads, or wait behind the load.
+        "GUNICORN_THREADS": "1",
         "CONVSERVE_REQUEST_READ_TIMEOUT": "3",
         "CONVSERVE_READ_IDLE_TIMEOUT": "1.5",
     }
@@ -100,8 +102,9 @@ def test_health_is_answered_while_inference_keeps_the_cores_busy(server):
         stop.set()
         for c in clients:
             c.join(60)
-    # Kubernetes' default probe timeout is 1 s; a probe must never come near it.
-    assert max(w for w, _ in waits) < 1.0, sorted(waits)[-8:]
+    # Kubernetes' default probe timeout is 1 s; a probe must never come near it. Answered by the
+    # control threads they take ~10 ms here; queued behind the predictions, ~160 ms.
+    assert max(w for w, _ in waits) < 0.1, sorted(waits)[-8:]
     assert len(done) > 4
 
 
