@@ -73,25 +73,15 @@ def model_document(m: StoredModel) -> dict[str, Any]:
 
 
 def alias_document(move: AliasMove) -> dict[str, Any]:
-    return {
-        "model": move.model,
-        "alias": move.alias,
-        "version": move.version,
-        "previous_version": move.previous_version,
-    }
+    """Where an alias points now and before (PUT /v1/models/{name}/aliases/{alias}): the
+    record's fields as they are."""
+    return asdict(move)
 
 
 def event_document(e: StoredEvent) -> dict[str, Any]:
-    """One history event (GET /v1/models/{name}/history)."""
-    return {
-        "at": iso(e.at),
-        "actor": e.actor,
-        "action": e.action,
-        "version": e.version,
-        "alias": e.alias,
-        "previous_version": e.previous_version,
-        "detail": e.detail,
-    }
+    """One history event (GET /v1/models/{name}/history): the record's fields, its time in ISO
+    8601."""
+    return {**asdict(e), "at": iso(e.at)}
 
 
 def layer_change_document(c: LayerChange) -> dict[str, Any]:
