@@ -190,24 +190,24 @@ def _read_body(dp: DataPlane, model: LoadedModel) -> bytes | bytearray:
     """The body, inflated (gzip, deflate) in a stream that stops at the upload limit (413), or
     as soon as its JSON holds more values than the model can take in one request."""
     limit = current_app.extensions["convserve"].settings.max_upload_bytes
-    per_input = int(np.prod(model.arch.input_shape))
-    return bodies.read_infer_body(request, limit, dp.max_batch * per_input, _too_many(dp, model))
+    return bodies.read_infer_body(request, limit, *_value_bound(dp, model))
 
 
-def _too_many(dp: DataPlane, model: LoadedModel) -> str:
+def _value_bound(dp: DataPlane, model: LoadedModel) -> tuple[int, str]:
+    """The most values one request to `model` can carry, and the words that say why."""
     per_input = int(np.prod(model.arch.input_shape))
-    return (
+    why = (
         f"and model {model.name!r} takes at most {dp.max_batch} inputs of {per_input:,} values "
         f"per request (CONVSERVE_MAX_BATCH)"
     )
+    return dp.max_batch * per_input, why
 
 
 def _parse(dp: DataPlane, model: LoadedModel, raw: bytes | bytearray) -> bodies.InferRequest:
     """The JSON header (data arrays still as text) and the binary tensors after it. The client
     sends no Content-Type."""
-    per_input = int(np.prod(model.arch.input_shape))
     length = request.headers.get(HEADER_LENGTH)
-    return bodies.infer_request(raw, length, dp.max_batch * per_input, _too_many(dp, model))
+    return bodies.infer_request(raw, length, *_value_bound(dp, model))
 
 
 def _input(
