@@ -77,9 +77,9 @@ def _check_array(
             f32 = a.astype(np.float32)
     bad = _not_finite(f32)
     if bad:
+        verb = "is" if bad == 1 else "are"
         return None, (
-            f"'{key}' holds {plural(bad, 'value')} that {'is' if bad == 1 else 'are'} not finite "
-            f"in float32 "
+            f"'{key}' holds {plural(bad, 'value')} that {verb} not finite in float32 "
             f"(NaN, infinite, or too large)"
         )
     return f32, None
