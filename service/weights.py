@@ -14,7 +14,7 @@ import io
 import tempfile
 import threading
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from math import prod
@@ -71,6 +71,17 @@ class WeightsFile:
         while chunk := stream.read(CHUNK_BYTES):
             out.write(chunk)
         return out.weights_file()
+
+    @classmethod
+    def spooled(cls, chunks: Iterable[bytes], sha256: str) -> WeightsFile:
+        """Chunks whose sha256 is already known (the reader verified them) written to a
+        temporary file, in memory while small, as HashingFile does without hashing again."""
+        out = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES, mode="w+b")  # noqa: SIM115
+        for chunk in chunks:
+            out.write(chunk)
+        size = out.tell()
+        out.seek(0)
+        return cls(out, sha256, size)
 
     def chunks(self, size: int | None = None) -> Iterator[bytes]:
         self.file.seek(0)

@@ -12,7 +12,6 @@ import base64
 import hashlib
 import json
 import re
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -25,7 +24,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from service.architecture import Architecture, Limits
 from service.errors import Conflict, IntegrityFailure, Malformed, NotFound
-from service.weights import DEFAULT_MAX_BYTES, SPOOL_BYTES, WeightsFile, check_npz, load_npz
+from service.weights import DEFAULT_MAX_BYTES, WeightsFile, check_npz, load_npz
 
 from .db import WRITE, PreparedRead
 from .diff import diff as layer_diff
@@ -474,12 +473,8 @@ class Registry:
         what = f"{version.model} version {version.number}"
         if spec is None:
             raise VersionGone(f"{what} was deleted meanwhile")
-        out = tempfile.SpooledTemporaryFile(SPOOL_BYTES, "w+b")  # noqa: SIM115 - the caller reads it
-        for chunk in self._blob(version.weights_sha256, what):
-            out.write(chunk)
-        size = out.tell()
-        out.seek(0)
-        return spec, WeightsFile(out, version.weights_sha256, size)
+        digest = version.weights_sha256
+        return spec, WeightsFile.spooled(self._blob(digest, what), digest)
 
     def weights(self, name: str, ref: str) -> tuple[int, bytes, str]:
         """(number, bytes, sha256) of a version's weights file, verified against its checksum."""
